@@ -1,0 +1,55 @@
+# Everything the project needs is installed from here; `make setup` is idempotent.
+VENV     := .venv
+PY       := $(VENV)/bin/python
+APT_PKGS := python3-lxc lxc python3-dev python3-venv protobuf-compiler python3-protobuf \
+            busybox-static iproute2 gcc make
+PROTOS   := $(wildcard engine/proto/*.proto engine/kinds/*.proto)
+PB2      := $(PROTOS:.proto=_pb2.py)
+
+.PHONY: setup demo test bench clean apt venv native blobs progs
+
+setup: apt venv native $(PB2) blobs progs
+
+apt:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check "cffi>=1.15" "pyroute2>=0.7" pytest "setuptools>=64"
+	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e .
+	touch $@
+
+native: engine/.native-built
+
+engine/.native-built: engine/native_build.py engine/asm/restorer.h $(VENV)/.installed
+	cd engine && ../$(PY) native_build.py
+	touch $@
+
+%_pb2.py: %.proto
+	protoc -I$(dir $<) --python_out=$(dir $<) $<
+
+blobs:
+	$(MAKE) -s -C engine/asm
+
+progs:
+	$(MAKE) -s -C tests/integration/progs
+
+demo: setup
+	$(PY) -m lxc_cr.demo
+
+test: setup
+	$(PY) -m pytest -q tests
+
+bench: setup
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) engine/.native-built engine/_native* $(PB2) build *.egg-info
+	$(MAKE) -s -C engine/asm clean
+	$(MAKE) -s -C tests/integration/progs clean

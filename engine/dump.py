@@ -1,0 +1,227 @@
+"""The dump: freeze the tree, collect every task's state, write the images, kill or resume.
+
+Nothing is written until everything has been collected and checked, except
+page data and file contents, which go straight to their image files; if
+anything fails, every file this dump created is removed and the tree is
+released exactly as it was.  inventory.img is written last: its presence is
+what marks a complete dump.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import signal
+import time
+from dataclasses import dataclass
+
+from . import files as files_mod
+from . import proc, task as task_mod
+from .errors import CRError, DumpError, UnsupportedError, fault_point
+from .images import FORMAT_VERSION, INVENTORY, ImageDir
+from .memory import MemoryDumper
+from .seize import Seizure
+
+log = logging.getLogger("lxc_cr.dump")
+
+
+@dataclass
+class DumpStats:
+    freezing_time: float = 0.0
+    frozen_time: float = 0.0
+    memdump_time: float = 0.0
+    pages_written: int = 0
+
+
+def _pb():
+    from .proto import images_pb2
+    return images_pb2
+
+
+def dump(plan) -> DumpStats:
+    """Checkpoint the tree rooted at plan.pid into plan.images_dir."""
+    stats = DumpStats()
+    images = ImageDir.for_dump(plan.images_dir)
+    seizure = Seizure(plan.pid)
+    t0 = time.monotonic()
+    done = False
+    try:
+        seizure.seize()
+        fault_point("seize")
+        t1 = time.monotonic()
+        stats.freezing_time = t1 - t0
+        collector = _Collector(plan, images, seizure)
+        collector.collect()
+        fault_point("collect")
+        seizure.drop_scratch()
+        collector.write()
+        stats.memdump_time = collector.memdump_time
+        stats.pages_written = collector.memory.pages_written
+        fault_point("write")
+        images.write(INVENTORY, collector.inventory())
+        done = True
+    except BaseException as e:
+        images.remove_created()
+        seizure.release()
+        images.close()
+        if isinstance(e, CRError):
+            raise
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        if isinstance(e, ProcessLookupError):
+            raise DumpError(f"a task of the tree exited during the dump ({e})") from None
+        if isinstance(e, OSError):
+            raise DumpError(f"dump failed: {e}") from None
+        raise
+    finally:
+        stats.frozen_time = time.monotonic() - t0
+    assert done
+    if plan.leave_running:
+        seizure.release()
+    else:
+        seizure.kill()
+    images.close()
+    log.info("dump of %d complete: %d pages", plan.pid, stats.pages_written)
+    return stats
+
+
+class _Collector:
+    def __init__(self, plan, images: ImageDir, seizure: Seizure):
+        self.plan = plan
+        self.images = images
+        self.s = seizure
+        self.memory = MemoryDumper(images)
+        self.files = files_mod.FileTable(files_mod.DumpContext(images, plan.shell_job))
+        self.tasks = {}
+        self.mms = {}
+        self.pstree = _pb().Pstree()
+        self.memdump_time = 0.0
+
+    def collect(self) -> None:
+        pb = _pb()
+        processes = self.s.processes
+        self._check_sessions()
+        for pid in self.s.order:
+            info = processes[pid]
+            st = proc.stat(pid)
+            entry = self.pstree.processes.add(pid=pid, ppid=info.ppid, pgid=st.pgid, sid=st.sid)
+            if pid == self.plan.pid:
+                entry.ppid = 0
+            if info.zombie:
+                entry.state = pb.Process.ZOMBIE
+                entry.exit_status = st.exit_code
+                continue
+            entry.tids.extend(info.tids)
+            if any(self.s.tracees[t].stopped for t in info.tids if t in self.s.tracees):
+                entry.state = pb.Process.STOPPED
+                entry.stop_signal = signal.SIGSTOP
+            # files first: an unsupported object fails the dump before memory is copied
+            fds = self.files.dump_fds(pid)
+            t = task_mod.dump_task(self.s, pid, info.tids)
+            t.fds.extend(fds)
+            self.tasks[pid] = t
+            self.mms[pid] = self._mm(pid)
+        _add_helpers(self.pstree)
+
+    def _check_sessions(self) -> None:
+        pids = set(self.s.processes)
+        root = proc.stat(self.plan.pid)
+        for pid in self.s.order:
+            st = proc.stat(pid)
+            if st.sid not in pids and not self.plan.shell_job:
+                raise UnsupportedError(
+                    f"process {pid} is in session {st.sid}, whose leader is outside the tree "
+                    f"(a job started from a shell? use --shell-job)")
+            if st.pgid not in pids and st.pgid != root.pgid and pid != self.plan.pid:
+                pass  # dead group leader inside the tree's session: a helper recreates it
+        if self.plan.shell_job and root.pgid not in pids and root.pgid != self.plan.pid:
+            raise UnsupportedError(f"process {self.plan.pid} is in process group {root.pgid} "
+                                   f"whose leader is outside the tree")
+
+    def _mm(self, pid: int):
+        pb = _pb()
+        st = proc.stat(pid)
+        mm = pb.Mm(pid=pid, start_code=st.start_code, end_code=st.end_code, start_data=st.start_data,
+                   end_data=st.end_data, start_brk=st.start_brk, start_stack=st.start_stack,
+                   arg_start=st.arg_start, arg_end=st.arg_end, env_start=st.env_start, env_end=st.env_end)
+        leader = self.s.processes[pid].tids[0]
+        mm.brk = self.s.remote_syscall(leader, "brk", 0)
+        mm.auxv.extend(proc.auxv(pid))
+        mm.exe = os.readlink(f"/proc/{pid}/exe")
+        # the scratch page must not be dumped: drop it before reading the layout
+        self.s.drop_scratch()
+        mm.vmas.extend(self.memory.vmas(pid))
+        t0 = time.monotonic()
+        runs = self.memory.page_runs(pid, mm.vmas)
+        for addr, n in runs:
+            mm.pages.add(addr=addr, nr_pages=n)
+        self.memory.dump_pages(pid, mm.vmas, runs)
+        self.memdump_time += time.monotonic() - t0
+        return mm
+
+    def write(self) -> None:
+        self.images.write("pstree.img", self.pstree)
+        for pid, t in self.tasks.items():
+            self.images.write(f"task-{pid}.img", t)
+            self.images.write(f"mm-{pid}.img", self.mms[pid])
+        self.images.write("files.img", self.files.message())
+        self.images.write("shmem.img", self.memory.dump_shmem())
+
+    def inventory(self):
+        pb = _pb()
+        from lxc_cr import __version__
+        from .memory import vdso_layout
+        inv = pb.Inventory(format_version=FORMAT_VERSION, tool_version=__version__, root_pid=self.plan.pid,
+                           kernel_release=platform.release(), arch=platform.machine(),
+                           page_size=os.sysconf("SC_PAGE_SIZE"), xfeatures=task_mod.xfeatures(),
+                           xsave_size=task_mod.xsave_size(), shell_job=self.plan.shell_job,
+                           dump_time_ns=time.time_ns())
+        for name, size in vdso_layout():
+            inv.vdso_layout.add(name=name, size=size)
+        return inv
+
+
+def _add_helpers(pstree) -> None:
+    """Stand-ins for dead session and group leaders, placed where restore needs them.
+
+    A session whose leader is gone: a helper with the leader's PID becomes the
+    parent of the session's first member, calls setsid() before forking it and
+    exits once every group is set up; the member then falls back to its real
+    parent, which must be a child subreaper (it was one at dump time, or the
+    member would not be its child).  A group whose leader is gone: a helper in
+    the right session calls setpgid(0, 0) so the members can join the group.
+    """
+    pb = _pb()
+    procs = {p.pid: p for p in pstree.processes}
+    helpers = []
+    for p in list(pstree.processes):
+        if p.sid not in procs and p.sid not in [h.pid for h in helpers] and p.ppid != 0:
+            helper = pb.Process(pid=p.sid, ppid=p.ppid, pgid=p.sid, sid=p.sid, state=pb.Process.HELPER)
+            helpers.append(helper)
+            procs[p.sid] = helper
+            # every task of that session whose parent is the helper's parent hangs below the helper
+            for q in pstree.processes:
+                if q.sid == p.sid and q.ppid == p.ppid:
+                    q.ppid = p.sid
+    for p in list(pstree.processes) + helpers:
+        if p.pgid not in procs:
+            # the session leader (or its helper) forks the group's helper
+            helper = pb.Process(pid=p.pgid, ppid=p.sid, pgid=p.pgid, sid=p.sid, state=pb.Process.HELPER)
+            helpers.append(helper)
+            procs[p.pgid] = helper
+    # parents before children
+    pstree.processes.extend(helpers)
+    ordered = []
+    placed = set()
+    by_parent = {}
+    for p in pstree.processes:
+        by_parent.setdefault(p.ppid, []).append(p)
+    def visit(pid):
+        for child in by_parent.get(pid, []):
+            if child.pid not in placed:
+                placed.add(child.pid)
+                ordered.append(child)
+                visit(child.pid)
+    visit(0)
+    del pstree.processes[:]
+    pstree.processes.extend(ordered)

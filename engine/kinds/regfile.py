@@ -1,0 +1,86 @@
+"""Regular files and directories: path, flags, position; unlinked files with their content."""
+from __future__ import annotations
+
+import os
+import stat
+
+from .. import kernel as k
+from ..errors import ImageError, UnsupportedError
+from .regfile_pb2 import RegFile as MESSAGE
+
+NAME = "regfile"
+DELETED = " (deleted)"
+GHOST_LIMIT = 64 << 20          # content of unlinked files we are willing to carry
+
+
+def matches(link: str, st: os.stat_result) -> bool:
+    return link.startswith("/") and (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode))
+
+
+def dump(ctx, pid: int, fd: int, link: str, st: os.stat_result, entry):
+    if link.startswith("/memfd:"):
+        raise UnsupportedError(f"process {pid} fd {fd}: memfd {link} is not supported")
+    msg = MESSAGE(path=link, mode=st.st_mode, size=st.st_size)
+    if st.st_nlink == 0 and link.endswith(DELETED) and stat.S_ISREG(st.st_mode):
+        if st.st_size > GHOST_LIMIT:
+            raise UnsupportedError(f"process {pid} fd {fd}: unlinked file {link} is larger than "
+                                   f"{GHOST_LIMIT >> 20} MiB")
+        msg.path = link[:-len(DELETED)]
+        msg.unlinked = True
+        name, out = ctx.data_file("ghost")
+        src = os.open(f"/proc/{pid}/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            k.copy_file_range(src, 0, out, 0, st.st_size)
+        finally:
+            os.close(src)
+            os.close(out)
+        msg.data = name
+    return msg
+
+
+def open(ctx, entry, msg) -> int:
+    if not msg.path.startswith("/"):
+        raise ImageError(f"files.img: file {entry.id} has a relative path")
+    flags = entry.flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC)
+    if msg.unlinked:
+        fd = _recreate_unlinked(ctx, msg, flags)
+    else:
+        try:
+            fd = os.open(msg.path, flags | os.O_CLOEXEC)
+        except OSError as e:
+            raise ImageError(f"cannot reopen {msg.path}: {e.strerror}") from None
+    st = os.fstat(fd)
+    if stat.S_IFMT(st.st_mode) != stat.S_IFMT(msg.mode):
+        os.close(fd)
+        raise ImageError(f"{msg.path} is no longer the same type of file")
+    if stat.S_ISREG(st.st_mode) or entry.pos:
+        os.lseek(fd, entry.pos, os.SEEK_SET)
+    return fd
+
+
+def _recreate_unlinked(ctx, msg, flags: int) -> int:
+    """Rebuild the unlinked file under its old name, open it as the task had it, unlink it again."""
+    if not msg.data.startswith("ghost-") or "/" in msg.data:
+        raise ImageError(f"files.img: bad data image name {msg.data!r}")
+    size = ctx.images.size(msg.data)
+    if size != msg.size:
+        raise ImageError(f"{msg.data}: holds {size} bytes, expected {msg.size}")
+    try:
+        tmp = os.open(msg.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, stat.S_IMODE(msg.mode))
+        linked = True
+    except OSError:
+        # the name is taken again (or the directory is gone): an anonymous file in the same place
+        tmp = os.open(os.path.dirname(msg.path) or "/", os.O_RDWR | os.O_TMPFILE | os.O_CLOEXEC,
+                      stat.S_IMODE(msg.mode))
+        linked = False
+    try:
+        src = ctx.images.open(msg.data)
+        try:
+            k.copy_file_range(src, 0, tmp, 0, size)
+        finally:
+            os.close(src)
+        return os.open(f"/proc/self/fd/{tmp}", flags | os.O_CLOEXEC)
+    finally:
+        if linked:
+            os.unlink(msg.path)
+        os.close(tmp)

@@ -1,0 +1,674 @@
+"""The restore: rebuild the tree from its images, with the same PIDs, state and registers.
+
+    load + validate every image
+      -> open every file description once (above every dumped fd number)
+      -> fork the root with clone3(set_tid); each task forks its own children
+         (sessions first, helpers for dead leaders), all meet at barriers to
+         set process groups, then helpers and zombies exit
+      -> each live task premaps its memory, installs its fds and jumps into
+         the restorer blob, which rebuilds the address space and traps
+      -> the tracer (this process) loads registers, limits and seccomp,
+         unmaps the blob and detaches everything at once.
+
+The orchestrator traces the whole tree from the first fork (PTRACE_O_EXITKILL:
+if it dies, so does every half-built task).  Any failure kills every task
+created so far; the images are only ever opened read-only.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import struct
+import time
+from dataclasses import dataclass, field
+
+from . import files as files_mod
+from . import kernel as k
+from . import memory, proc
+from . import task as task_mod
+from .errors import CRError, ImageError, PlanError, RestoreError, fault_point
+from .images import FORMAT_VERSION, INVENTORY, ImageDir
+from .seize import remote_syscall
+
+log = logging.getLogger("lxc_cr.restore")
+
+ASM_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "asm")
+THREAD_STACK = 32 << 10
+TIMEOUT = 60.0
+ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK = 512, 513, 514, 516
+PR_SET_CHILD_SUBREAPER = 36
+
+# control block shared by every restoring task and the tracer
+CB_FORKED, CB_GROUPS, CB_GO, CB_ERRLEN = 0, 4, 8, 12
+CB_ERROR = 64
+CB_SLOTS = 4096
+SLOT = struct.Struct("<iiQQQ")        # pid, pad, args address, blob area start, size
+
+
+def _pb():
+    from .proto import images_pb2
+    return images_pb2
+
+
+@dataclass
+class Image:
+    """Everything read from the image directory, validated."""
+    inventory: object
+    pstree: object
+    tasks: dict = field(default_factory=dict)
+    mms: dict = field(default_factory=dict)
+    files: object = None
+    shmem: object = None
+
+
+def load(images: ImageDir, shell_job: bool) -> Image:
+    pb = _pb()
+    inv = images.read(INVENTORY, pb.Inventory)
+    where = f"{images.path}/{INVENTORY}"
+    if inv.format_version != FORMAT_VERSION:
+        raise ImageError(f"{where}: format version {inv.format_version}, expected {FORMAT_VERSION}")
+    if inv.arch != os.uname().machine or inv.page_size != k.PAGE_SIZE:
+        raise ImageError(f"{where}: dumped on {inv.arch} with {inv.page_size}-byte pages; cannot restore here")
+    if inv.xfeatures & ~task_mod.xfeatures():
+        raise ImageError(f"{where}: the dump needs CPU state {inv.xfeatures:#x}, this CPU has "
+                         f"{task_mod.xfeatures():#x}")
+    here = memory.vdso_layout()
+    if [(v.name, v.size) for v in inv.vdso_layout] != here:
+        raise ImageError(f"{where}: the dumping kernel's vDSO layout differs from this one's "
+                         f"(different kernel); not supported yet")
+    if inv.shell_job and not shell_job:
+        raise PlanError("this dump is a shell job: restore it with --shell-job")
+    img = Image(inventory=inv, pstree=images.read("pstree.img", pb.Pstree))
+    _validate_pstree(img.pstree, inv.root_pid, f"{images.path}/pstree.img")
+    img.files = images.read("files.img", pb.Files)
+    img.shmem = images.read("shmem.img", pb.SharedMemory)
+    file_ids = {f.id for f in img.files.files}
+    shmem_ids = {o.id for o in img.shmem.objects}
+    for p in img.pstree.processes:
+        if p.state not in (pb.Process.ALIVE, pb.Process.STOPPED):
+            continue
+        t = images.read(f"task-{p.pid}.img", pb.Task)
+        mm = images.read(f"mm-{p.pid}.img", pb.Mm)
+        where = f"{images.path}/task-{p.pid}.img"
+        if t.pid != p.pid or mm.pid != p.pid or [th.tid for th in t.threads] != list(p.tids):
+            raise ImageError(f"{where}: does not match pstree.img")
+        _validate_task(t, inv, where)
+        files_mod.validate_fds(t, file_ids, where)
+        memory.validate_mm(mm, images.size(f"pages-{p.pid}.img"), f"{images.path}/mm-{p.pid}.img")
+        for v in mm.vmas:
+            if v.kind == pb.Vma.ANON_SHARED and v.shmem_id not in shmem_ids:
+                raise ImageError(f"{images.path}/mm-{p.pid}.img: unknown shared memory {v.shmem_id}")
+        img.tasks[p.pid], img.mms[p.pid] = t, mm
+    return img
+
+
+def _validate_pstree(pstree, root: int, where: str) -> None:
+    pb = _pb()
+    seen = set()
+    if not pstree.processes or pstree.processes[0].pid != root or pstree.processes[0].ppid != 0:
+        raise ImageError(f"{where}: the first process is not the root {root}")
+    pid_max = int(open("/proc/sys/kernel/pid_max").read())
+    for p in pstree.processes:
+        ids = [p.pid] + list(p.tids)
+        if any(not 0 < i < pid_max for i in ids) or p.pid in seen:
+            raise ImageError(f"{where}: bad or duplicate PID {p.pid}")
+        if p.ppid and p.ppid not in seen:
+            raise ImageError(f"{where}: process {p.pid} comes before its parent {p.ppid}")
+        if p.state in (pb.Process.ALIVE, pb.Process.STOPPED) and (not p.tids or p.tids[0] != p.pid):
+            raise ImageError(f"{where}: process {p.pid} has no leader thread")
+        if not (0 < p.sid < pid_max and 0 < p.pgid < pid_max):
+            raise ImageError(f"{where}: process {p.pid} has a bad session or group")
+        seen.add(p.pid)
+
+
+def _validate_task(t, inv, where: str) -> None:
+    if len(t.sigactions) != task_mod.NSIG or len(t.itimers) != 3:
+        raise ImageError(f"{where}: wrong number of signal actions or itimers")
+    regs_size = k.ffi.sizeof("struct user_regs_struct")
+    for th in t.threads:
+        if len(th.regs) != regs_size:
+            raise ImageError(f"{where}: thread {th.tid} registers are {len(th.regs)} bytes")
+        if len(th.xsave) != inv.xsave_size or inv.xsave_size != task_mod.xsave_size():
+            raise ImageError(f"{where}: thread {th.tid} xsave block does not fit this CPU")
+        if any(len(s) != 128 for s in th.siginfo):
+            raise ImageError(f"{where}: thread {th.tid} has a bad pending signal")
+        regs = k.regs_from_bytes(th.regs)
+        if regs.rip >= k.TASK_SIZE or regs.cs != 0x33 or regs.ss != 0x2b:
+            raise ImageError(f"{where}: thread {th.tid} registers are not those of a 64-bit user task")
+    if any(len(s) != 128 for s in t.shared_siginfo):
+        raise ImageError(f"{where}: bad pending signal")
+    c = t.creds
+    if len(c.uids) != 4 or len(c.gids) != 4 or len(c.groups) > 65536:
+        raise ImageError(f"{where}: bad credentials")
+    if len(t.posix_timers) > 4096 or any(not 0 <= pt.id < 1 << 30 for pt in t.posix_timers):
+        raise ImageError(f"{where}: bad POSIX timers")
+
+
+# --- the orchestrator ------------------------------------------------------------------------
+
+def restore(plan) -> int:
+    """Restore plan.images_dir; returns the root PID (detached) or its exit status."""
+    images = ImageDir.for_restore(plan.images_dir)
+    img = load(images, plan.shell_job)
+    _check_pids_free(img.pstree)
+    fault_point("validate")
+    r = _Restorer(plan, images, img)
+    try:
+        root = r.run()
+    finally:
+        images.close()
+    if plan.pidfile:
+        _write_pidfile(plan.pidfile, root)
+    if plan.detach:
+        return root
+    _, status = os.waitpid(root, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _check_pids_free(pstree) -> None:
+    for p in pstree.processes:
+        for i in {p.pid, *p.tids}:
+            if proc.exists(i):
+                raise RestoreError(f"PID {i} is already in use; cannot restore process {p.pid}")
+
+
+def _write_pidfile(path: str, pid: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, f"{pid}".encode())
+    finally:
+        os.close(fd)
+
+
+class _Restorer:
+    def __init__(self, plan, images: ImageDir, img: Image):
+        pb = _pb()
+        self.plan = plan
+        self.images = images
+        self.img = img
+        self.procs = list(img.pstree.processes)
+        self.children: dict[int, list] = {}
+        for p in self.procs:
+            self.children.setdefault(p.ppid, []).append(p)
+        self.live = [p for p in self.procs if p.state in (pb.Process.ALIVE, pb.Process.STOPPED)]
+        self.expected_exits = {p.pid for p in self.procs if p.state in (pb.Process.ZOMBIE, pb.Process.HELPER)}
+        self.index = {p.pid: i for i, p in enumerate(self.procs)}
+        self.created: list[int] = []
+        self.base_fd = 3 + max([f.fd for t in img.tasks.values() for f in t.fds] + [2])
+        self.cb = 0
+        self.cb_size = 0
+
+    # each step runs in the orchestrator unless its name says task_
+
+    def run(self) -> int:
+        self._raise_nofile()
+        ctx = files_mod.RestoreContext(self.images, self.plan.shell_job)
+        self.opened = files_mod.open_all(ctx, self.img.files, self.base_fd)
+        self.shmem_fds = {i: files_mod.move_above(fd, self.base_fd)
+                          for i, fd in memory.restore_shmem(self.images, self.img.shmem).items()}
+        self.blob = _read_blob()
+        self.cb_size = CB_SLOTS + SLOT.size * len(self.procs)
+        self.cb = k.mmap(0, self.cb_size, k.PROT_READ | k.PROT_WRITE, k.MAP_SHARED | k.MAP_ANONYMOUS)
+        self._old_subreaper = _prctl_get_subreaper()
+        k.lib.lxc_syscall6(k.SYS["prctl"], PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0, 0)
+        root = self.procs[0]
+        try:
+            flags = k.CLONE_PARENT if self.plan.restore_sibling else 0
+            pid = k.clone3_fork(flags, [root.pid])
+            if pid == 0:
+                self._task_main(root)
+            self.created.append(pid)
+            k.ptrace(k.PTRACE_SEIZE, pid, 0, TRACE_OPTS, "PTRACE_SEIZE")
+            self._cb_u32_set(CB_GO, 1)
+            k.lib.lxc_futex_wake(self._cb_ptr(CB_GO), 1 << 30)
+            trapped = self._trace_until_trapped()
+            fault_point("registers")
+            self._finish(trapped)
+            return pid
+        except BaseException as e:
+            self._kill_all()
+            if isinstance(e, CRError):
+                raise
+            if isinstance(e, OSError):
+                raise RestoreError(f"restore failed: {e}") from None
+            raise
+        finally:
+            for fd in list(self.opened.values()) + list(self.shmem_fds.values()):
+                os.close(fd)
+            k.lib.lxc_syscall6(k.SYS["prctl"], PR_SET_CHILD_SUBREAPER, self._old_subreaper, 0, 0, 0, 0)
+            k.munmap(self.cb, self.cb_size)
+
+    def _raise_nofile(self) -> None:
+        need = self.base_fd + len(self.img.files.files) + len(self.img.shmem.objects) + 64
+        cur, mx = k.prlimit(0, 7)
+        if cur < need:
+            if mx < need:
+                raise RestoreError(f"the dump uses fd numbers up to {self.base_fd - 3}; "
+                                   f"RLIMIT_NOFILE {mx} is too low")
+            k.prlimit(0, 7, (need, mx))
+
+    # --- shared control block ----------------------------------------------------------------
+
+    def _cb_ptr(self, off: int):
+        return k.ffi.cast("uint32_t *", self.cb + off)
+
+    def _cb_u32(self, off: int) -> int:
+        return self._cb_ptr(off)[0]
+
+    def _cb_u32_set(self, off: int, value: int) -> None:
+        self._cb_ptr(off)[0] = value
+
+    def _cb_error(self) -> str:
+        n = self._cb_u32(CB_ERRLEN)
+        return bytes(k.ffi.buffer(k.ffi.cast("char *", self.cb + CB_ERROR), min(n, CB_SLOTS - CB_ERROR))).decode(
+            "utf-8", "replace") if n else ""
+
+    def _slot(self, pid: int) -> tuple[int, int, int]:
+        """(args address, blob area start, blob area size) announced by process pid."""
+        index = self.index[pid]
+        raw = bytes(k.ffi.buffer(k.ffi.cast("char *", self.cb + CB_SLOTS + index * SLOT.size), SLOT.size))
+        spid, _, args, area, size = SLOT.unpack(raw)
+        if spid != pid:
+            raise RestoreError(f"process {pid} trapped before announcing its restorer")
+        return args, area, size
+
+    # --- the tracer ------------------------------------------------------------------------------
+
+    def _trace_until_trapped(self) -> dict[int, int]:
+        """Let the tree build itself; returns tid -> pid for every thread that reached the final trap."""
+        want = {tid: p.pid for p in self.live for tid in p.tids}
+        trapped: dict[int, int] = {}
+        deadline = time.monotonic() + TIMEOUT
+        old = signal.signal(signal.SIGALRM, lambda *_: None)
+        signal.setitimer(signal.ITIMER_REAL, 0.2, 0.2)
+        try:
+            while len(trapped) < len(want):
+                if time.monotonic() > deadline:
+                    raise RestoreError(f"restore timed out; {len(want) - len(trapped)} threads never got ready")
+                try:
+                    tid, status = k.wait(-1, k.__WALL)
+                except OSError as e:
+                    if e.errno == errno.EINTR:
+                        continue
+                    raise
+                self._on_event(tid, status, want, trapped)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0, 0)
+            signal.signal(signal.SIGALRM, old)
+        return trapped
+
+    def _on_event(self, tid: int, status: int, want: dict, trapped: dict) -> None:
+        if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+            if tid in self.expected_exits:
+                self.expected_exits.discard(tid)
+                return
+            msg = self._cb_error() or (f"task {tid} exited with status {os.WEXITSTATUS(status)}"
+                                       if os.WIFEXITED(status) else
+                                       f"task {tid} was killed by signal {os.WTERMSIG(status)}")
+            raise RestoreError(msg)
+        sig = os.WSTOPSIG(status)
+        event = status >> 16
+        if event in (k.PTRACE_EVENT_FORK, k.PTRACE_EVENT_VFORK, k.PTRACE_EVENT_CLONE):
+            k.ptrace(k.PTRACE_GETEVENTMSG, tid, 0, int(k.ffi.cast("uintptr_t", _msg_buf)), "GETEVENTMSG")
+            self.created.append(int(_msg_buf[0]))
+            k.ptrace(k.PTRACE_CONT, tid, 0, 0)
+            return
+        if event == k.PTRACE_EVENT_STOP:
+            k.ptrace(k.PTRACE_CONT, tid, 0, 0)
+            return
+        if sig == signal.SIGTRAP and tid in want:
+            info = k.get_siginfo(tid)
+            if struct.unpack_from("<i", info, 8)[0] == 0x80:        # SI_KERNEL: our int3
+                self._check_blob(tid, want[tid])
+                trapped[tid] = want[tid]
+                return
+        # anything else (SIGCHLD from the zombies being made...) is not the tree's: drop it
+        k.ptrace(k.PTRACE_CONT, tid, 0, 0)
+
+    def _check_blob(self, tid: int, pid: int) -> None:
+        args, _, _ = self._slot(pid)
+        step, error = struct.unpack("<Ii", k.read_remote(pid, args + 8, 8))
+        if error:
+            raise RestoreError(f"process {pid}: restorer failed at step {STEP_NAMES.get(step, step)}: "
+                               f"{os.strerror(-error)}")
+
+    def _finish(self, trapped: dict[int, int]) -> None:
+        pb = _pb()
+        for p in self.live:
+            t = self.img.tasks[p.pid]
+            for th in t.threads:
+                _load_registers(th)
+            self._apply_outside(p.pid, t)
+            _, area, size = self._slot(p.pid)
+            _install_seccomp(p.pid, t, area, size)
+        for p in self.live:
+            _, area, size = self._slot(p.pid)
+            remote_syscall(p.pid, p.pid, "munmap", area, size)
+        for p in self.live:
+            if p.state == pb.Process.STOPPED:
+                os.kill(p.pid, signal.SIGSTOP)
+        for tid in trapped:
+            k.ptrace(k.PTRACE_DETACH, tid, 0, 0, "PTRACE_DETACH")
+        log.info("restored %d processes, %d threads", len(self.live), len(trapped))
+
+    def _apply_outside(self, pid: int, t) -> None:
+        for r in t.rlimits:
+            try:
+                k.prlimit(pid, r.resource, (r.cur, r.max))
+            except OSError as e:
+                if e.errno != errno.EPERM:
+                    raise
+                cur, mx = k.prlimit(pid, r.resource)
+                k.prlimit(pid, r.resource, (min(r.cur, mx), mx))
+                log.warning("process %d: rlimit %d hard limit %d needs CAP_SYS_RESOURCE; kept %d",
+                            pid, r.resource, r.max, mx)
+        try:
+            os.setpriority(os.PRIO_PROCESS, pid, t.nice)
+        except OSError as e:
+            log.warning("process %d: cannot set nice %d: %s", pid, t.nice, e.strerror)
+
+    def _kill_all(self) -> None:
+        for pid in reversed(self.created):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        # every task is our descendant and we are a subreaper: reap them all
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG | k.__WALL)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                time.sleep(0.005)
+
+    # --- inside each restoring task -----------------------------------------------------------------
+
+    def _task_main(self, p) -> None:
+        """Runs in the forked task; never returns."""
+        try:
+            self._task_build(p)
+        except BaseException as e:  # report to the tracer, never to the task's own stderr
+            self._task_report(p.pid, e)
+        os._exit(1)
+
+    def _task_report(self, pid: int, e: BaseException) -> None:
+        text = str(e) if isinstance(e, CRError) else f"process {pid}: {type(e).__name__}: {e}"
+        data = text.encode()[:CB_SLOTS - CB_ERROR - 1]
+        if self._cb_u32(CB_ERRLEN) == 0:
+            k.ffi.memmove(k.ffi.cast("char *", self.cb + CB_ERROR), data, len(data))
+            self._cb_u32_set(CB_ERRLEN, len(data))
+
+    def _task_build(self, p) -> None:
+        pb = _pb()
+        # wait until the tracer holds us: every fork from here on is traced
+        while self._cb_u32(CB_GO) == 0:
+            k.lib.lxc_futex_wait(self._cb_ptr(CB_GO), 0, 100)
+        for h in logging.getLogger().handlers:
+            h.close()
+        logging.getLogger().handlers.clear()
+        if p.sid == p.pid:
+            os.setsid()
+        t = self.img.tasks.get(p.pid)
+        if t is not None and t.child_subreaper:
+            k.lib.lxc_syscall6(k.SYS["prctl"], PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0, 0)
+        for child in self.children.get(p.pid, []):
+            if k.clone3_fork(0, [child.pid]) == 0:
+                self._task_main(child)
+        self._barrier(CB_FORKED)
+        if p.pgid != os.getpgid(0):
+            os.setpgid(0, p.pgid)
+        self._barrier(CB_GROUPS)
+        if p.state == pb.Process.HELPER:
+            os._exit(0)
+        if p.state == pb.Process.ZOMBIE:
+            _become_zombie(p.exit_status)
+        for child in self.children.get(p.pid, []):
+            if child.state == pb.Process.HELPER:
+                os.waitpid(child.pid, 0)
+            elif child.state == pb.Process.ZOMBIE:
+                os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+        fault_point("task")
+        self._task_restore(p, t, self.img.mms[p.pid])
+
+    def _barrier(self, off: int) -> None:
+        n = len(self.procs)
+        ptr = self._cb_ptr(off)
+        k.lib.lxc_atomic_inc(ptr)
+        while True:
+            cur = ptr[0]
+            if cur >= n:
+                k.lib.lxc_futex_wake(ptr, 1 << 30)
+                return
+            k.lib.lxc_futex_wait(ptr, cur, 100)
+
+    def _task_restore(self, p, t, mm) -> None:
+        pb = _pb()
+        pages = files_mod.move_above(self.images.open(f"pages-{p.pid}.img"), self.base_fd)
+        exe_fd = files_mod.move_above(os.open(mm.exe, os.O_RDONLY | os.O_CLOEXEC), self.base_fd)
+        here = memory.vdso_areas()
+        dumped = [(v.start, v.end) for v in mm.vmas if v.kind != pb.Vma.VSYSCALL]
+        current = [(m.start, m.end) for m in proc.maps("self")]
+        n_moves = len(memory.premap_vmas(mm)) + 2 * len(here)
+        layout = _BlobLayout(len(self.blob), t, mm, n_moves, n_unmap=len(here) + 2)
+        vdso_total = sum(e - s for s, e in here.values()) + 3 * k.PAGE_SIZE
+        total = memory.premap_size(mm) + vdso_total + layout.size
+        base = memory.find_hole(total, dumped + current)
+        premaps = memory.premap(mm, pages, self.shmem_fds, base, f"process {p.pid}")
+        os.close(pages)
+        cursor = base + memory.premap_size(mm)
+        # vDSO pieces: to a parking place first, so no move lands on a piece not yet moved
+        dumped_vdso = {memory.VDSO_NAMES[v.kind - pb.Vma.VDSO]: v.start for v in mm.vmas
+                       if v.kind in (pb.Vma.VDSO, pb.Vma.VVAR, pb.Vma.VVAR_VCLOCK)}
+        if set(dumped_vdso) != set(here):
+            raise ImageError(f"process {p.pid}: vDSO pieces {sorted(dumped_vdso)} differ from this kernel's")
+        first, last = [], []
+        for name, (s, e) in here.items():
+            first.append((s, cursor, e - s))
+            last.append((cursor, dumped_vdso[name], e - s))
+            cursor += e - s + k.PAGE_SIZE
+        moves = first + [(m.src, m.dst, m.length) for m in premaps] + last
+        area = cursor
+        keep = [(base, area + layout.size)] + [tuple(r) for r in here.values()]
+        unmap = _complement(keep)
+        args = layout.build(area, self.blob, moves, unmap, exe_fd)
+        self._task_announce(p.pid, args, area, layout.size)
+        # files last: from here on the fd table is the task's own
+        files_mod.install(t, self.opened)
+        os.chdir(t.cwd)
+        if t.root != "/":
+            os.chroot(t.root)
+        signal.pthread_sigmask(signal.SIG_BLOCK, range(1, signal.NSIG))
+        k.lib.lxc_call_blob(area, args)
+
+    def _task_announce(self, pid: int, args: int, area: int, size: int) -> None:
+        data = SLOT.pack(pid, 0, args, area, size)
+        k.ffi.memmove(k.ffi.cast("char *", self.cb + CB_SLOTS + self.index[pid] * SLOT.size), data, len(data))
+
+
+TRACE_OPTS = (k.PTRACE_O_TRACESYSGOOD | k.PTRACE_O_TRACEFORK | k.PTRACE_O_TRACEVFORK
+              | k.PTRACE_O_TRACECLONE | k.PTRACE_O_EXITKILL | k.PTRACE_O_SUSPEND_SECCOMP)
+_msg_buf = k.ffi.new("unsigned long *")
+
+STEP_NAMES = {1: "start", 2: "unmap", 3: "move", 4: "mm", 5: "sigaction", 6: "itimer", 7: "timer",
+              8: "task", 9: "fds", 10: "threads", 11: "thread", 12: "creds", 13: "signals", 14: "trap"}
+
+
+def _prctl_get_subreaper() -> int:
+    v = k.ffi.new("int *")
+    k.lib.lxc_syscall6(k.SYS["prctl"], 37, int(k.ffi.cast("uintptr_t", v)), 0, 0, 0, 0)
+    return v[0]
+
+
+def _read_blob() -> bytes:
+    path = os.path.join(ASM_DIR, "restorer.bin")
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise RestoreError(f"restorer blob {path} is missing: run `make setup`") from None
+
+
+def _become_zombie(status: int) -> None:
+    """Exit so that the parent's wait() sees exactly `status`."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        import resource
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))   # no core file for a replayed death
+        signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+        os.kill(os.getpid(), sig)
+        time.sleep(10)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 0)
+
+
+def _complement(keep: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out = []
+    pos = k.PAGE_SIZE
+    for s, e in sorted(keep):
+        if s > pos:
+            out.append((pos, s))
+        pos = max(pos, e)
+    if pos < k.TASK_SIZE:
+        out.append((pos, k.TASK_SIZE))
+    return out
+
+
+def _load_registers(th) -> None:
+    """Registers, extended state and signal mask of one trapped thread, with the restart rules."""
+    regs = k.regs_from_bytes(th.regs)
+    ret = regs.rax if regs.rax < 2**63 else regs.rax - 2**64
+    if regs.orig_rax < 2**63:            # stopped inside a system call
+        if ret in (-ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND):
+            regs.rax = regs.orig_rax
+            regs.rip -= 2
+        elif ret == -ERESTART_RESTARTBLOCK:
+            regs.rax = (-errno.EINTR) & 0xFFFFFFFFFFFFFFFF
+    regs.orig_rax = 0xFFFFFFFFFFFFFFFF
+    k.set_regs(th.tid, regs)
+    k.set_regset(th.tid, k.NT_X86_XSTATE, th.xsave)
+    k.set_sigmask(th.tid, th.sigmask)
+
+
+def _install_seccomp(pid: int, t, area: int, size: int) -> None:
+    """Filters go in last, outermost first, into every thread (SUSPEND_SECCOMP keeps them off until detach)."""
+    if not t.seccomp:
+        return
+    scratch = area   # the blob's own code is no longer needed
+    for f in t.seccomp:
+        prog = f.program
+        if len(prog) % 8 or not 0 < len(prog) // 8 <= 4096 or len(prog) + 16 > size:
+            raise ImageError(f"task-{pid}.img: bad seccomp filter")
+        k.write_remote(pid, scratch + 16, prog)
+        k.write_remote(pid, scratch, struct.pack("<HxxxxxxQ", len(prog) // 8, scratch + 16))
+        for th in t.threads:
+            remote_syscall(th.tid, pid, "seccomp", 1, f.flags & ~1, scratch)   # SET_MODE_FILTER, no TSYNC
+
+
+class _BlobLayout:
+    """Where struct rst_args, its arrays and the thread stacks go in the blob area."""
+
+    def __init__(self, blob_size: int, t, mm, n_moves: int, n_unmap: int):
+        ffi = k.ffi
+        self.t, self.mm = t, mm
+        self.off: dict[str, int] = {}
+        pos = blob_size
+
+        def take(name, size, align=64):
+            nonlocal pos
+            pos = _align(pos, align)
+            self.off[name] = pos
+            pos += max(size, 8)
+        take("args", ffi.sizeof("struct rst_args"))
+        take("unmap", 16 * n_unmap)
+        take("moves", 24 * n_moves)
+        take("auxv", 8 * len(mm.auxv))
+        take("sigactions", ffi.sizeof("struct rst_sigaction") * task_mod.NSIG)
+        take("timers", ffi.sizeof("struct rst_posix_timer") * len(t.posix_timers))
+        take("threads", ffi.sizeof("struct rst_thread") * len(t.threads))
+        take("shared_siginfo", 128 * len(t.shared_siginfo))
+        take("siginfo", 128 * sum(len(th.siginfo) for th in t.threads))
+        take("groups", 4 * len(t.creds.groups))
+        take("fds", 4 * len(t.fds))
+        take("stacks", THREAD_STACK * len(t.threads), k.PAGE_SIZE)
+        self.size = _align(pos, k.PAGE_SIZE)
+
+    def build(self, area: int, blob: bytes, moves, unmap, exe_fd: int) -> int:
+        """Map the area at `area`, fill it, and return the address of struct rst_args."""
+        ffi = k.ffi
+        t, mm = self.t, self.mm
+        k.mmap(area, self.size, k.PROT_READ | k.PROT_WRITE | k.PROT_EXEC,
+               k.MAP_PRIVATE | k.MAP_ANONYMOUS | k.MAP_FIXED_NOREPLACE)
+        ffi.memmove(ffi.cast("char *", area), blob, len(blob))
+        at = {n: area + o for n, o in self.off.items()}
+        put = lambda name, data: ffi.memmove(ffi.cast("char *", at[name]), data, len(data))
+        a = ffi.cast("struct rst_args *", at["args"])
+        a.magic, a.version = 0x5243584C, 1
+        a.old_rseq_ptr = k.lib.lxc_self_rseq_ptr()
+        a.old_rseq_len = k.lib.lxc_self_rseq_size()
+        a.old_rseq_sig = 0x53053053
+        put("unmap", b"".join(struct.pack("<QQ", s, e) for s, e in unmap))
+        a.unmap, a.n_unmap = at["unmap"], len(unmap)
+        put("moves", b"".join(struct.pack("<QQQ", s, d, n) for s, d, n in moves))
+        a.moves, a.n_moves = at["moves"], len(moves)
+
+        for name in ("start_code", "end_code", "start_data", "end_data", "start_brk", "brk", "start_stack",
+                     "arg_start", "arg_end", "env_start", "env_end"):
+            setattr(a.mm, name, getattr(mm, name))
+        put("auxv", struct.pack(f"<{len(mm.auxv)}Q", *mm.auxv))
+        a.mm.auxv, a.mm.auxv_size = at["auxv"], 8 * len(mm.auxv)
+        a.mm.exe_fd = exe_fd
+
+        put("sigactions", b"".join(struct.pack("<QQQQ", s.handler, s.flags, s.restorer, s.mask)
+                                   for s in t.sigactions))
+        a.sigactions = at["sigactions"]
+        for i, it in enumerate(t.itimers):
+            a.itimers[i] = (it.interval_sec, it.interval_usec, it.value_sec, it.value_usec)
+        timers = ffi.cast("struct rst_posix_timer *", at["timers"])
+        for i, pt in enumerate(t.posix_timers):
+            timers[i] = (pt.id, pt.clock_id, pt.sigev_notify, pt.sigev_signo, pt.sigev_value, pt.notify_tid, 0,
+                         pt.interval_sec, pt.interval_nsec, pt.value_sec, pt.value_nsec)
+        a.timers, a.n_timers = at["timers"], len(t.posix_timers)
+
+        threads = ffi.cast("struct rst_thread *", at["threads"])
+        siginfo_at = at["siginfo"]
+        for i, th in enumerate(t.threads):
+            r = threads[i]
+            r.tid = th.tid
+            r.amx = int(task_mod.uses_amx(th))
+            r.stack_top = at["stacks"] + THREAD_STACK * (i + 1) - 64
+            r.clear_tid, r.robust_list, r.robust_len = th.clear_tid, th.robust_list, th.robust_len
+            r.altstack_sp, r.altstack_size, r.altstack_flags = th.altstack_sp, th.altstack_size, th.altstack_flags
+            r.pdeath_signal = th.pdeath_signal
+            r.rseq_ptr, r.rseq_len, r.rseq_sig, r.rseq_cs = th.rseq_ptr, th.rseq_len, th.rseq_sig, th.rseq_cs
+            data = b"".join(th.siginfo)
+            ffi.memmove(ffi.cast("char *", siginfo_at), data, len(data))
+            r.siginfo, r.n_siginfo = siginfo_at, len(th.siginfo)
+            siginfo_at += len(data)
+            comm = th.comm.encode()[:15]
+            ffi.memmove(r.comm, comm + b"\0", len(comm) + 1)
+        a.threads, a.n_threads = at["threads"], len(t.threads)
+        put("shared_siginfo", b"".join(t.shared_siginfo))
+        a.shared_siginfo, a.n_shared_siginfo = at["shared_siginfo"], len(t.shared_siginfo)
+
+        a.personality, a.umask = t.personality, t.umask
+        a.child_subreaper, a.dumpable = int(t.child_subreaper), t.dumpable
+        c = t.creds
+        a.no_new_privs = int(c.no_new_privs)
+        a.creds.uid, a.creds.euid, a.creds.suid, a.creds.fsuid = c.uids
+        a.creds.gid, a.creds.egid, a.creds.sgid, a.creds.fsgid = c.gids
+        a.creds.cap_inh, a.creds.cap_prm, a.creds.cap_eff = c.cap_inh, c.cap_prm, c.cap_eff
+        a.creds.cap_bnd, a.creds.cap_amb, a.creds.securebits = c.cap_bnd, c.cap_amb, c.securebits
+        put("groups", struct.pack(f"<{len(c.groups)}I", *c.groups))
+        a.creds.groups, a.creds.ngroups = at["groups"], len(c.groups)
+        fds = sorted(f.fd for f in t.fds)
+        put("fds", struct.pack(f"<{len(fds)}i", *fds))
+        a.keep_fds, a.n_keep_fds = at["fds"], len(fds)
+        return at["args"]
+
+
+def _align(x: int, a: int) -> int:
+    return (x + a - 1) // a * a

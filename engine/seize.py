@@ -1,0 +1,268 @@
+"""Freezing a process tree with ptrace, and running system calls inside its tasks.
+
+All ptrace and wait calls happen on the calling OS thread (the engine is
+single-threaded).  `Seizure` owns every task it stopped and guarantees that,
+whatever happens, each one is left exactly as it was found: registers and
+signal masks put back, scratch memory unmapped, detached, still stopped if it
+was stopped.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+
+from . import kernel as k
+from . import proc
+from .errors import DumpError, PlanError
+
+log = logging.getLogger("lxc_cr.seize")
+
+SIGTRAP_SYSCALL = signal.SIGTRAP | 0x80
+
+
+@dataclass
+class Tracee:
+    tid: int
+    pid: int
+    stopped: bool = False          # group-stopped (T) before we came
+
+
+@dataclass
+class ProcessInfo:
+    pid: int
+    ppid: int
+    zombie: bool = False
+    stopped: bool = False
+    tids: list[int] = field(default_factory=list)
+
+
+class Seizure:
+    """The frozen tree: seize() stops it, release() lets it go (or kill() ends it)."""
+
+    def __init__(self, root: int):
+        self.root = root
+        self.tracees: dict[int, Tracee] = {}
+        self.processes: dict[int, ProcessInfo] = {}
+        self.order: list[int] = []             # pids, parents before children
+        self.scratch: dict[int, int] = {}      # pid -> scratch page address
+
+    # --- freezing -----------------------------------------------------------------
+
+    def seize(self) -> None:
+        if not proc.exists(self.root):
+            raise PlanError(f"no process with PID {self.root}")
+        if self.root == os.getpid():
+            raise PlanError("cannot dump lxc-cr itself")
+        st = proc.stat(self.root)
+        if st.state == "Z":
+            raise PlanError(f"process {self.root} is a zombie; nothing to dump")
+        # Walk until a pass finds nothing new: a task that is stopped cannot fork.
+        while self._seize_pass():
+            pass
+        log.info("seized %d processes, %d threads", len(self.processes), len(self.tracees))
+
+    def _seize_pass(self) -> bool:
+        found = False
+        queue = [self.root]
+        seen = set()
+        while queue:
+            pid = queue.pop(0)
+            if pid in seen:
+                continue
+            seen.add(pid)
+            if pid not in self.processes:
+                self._add_process(pid)
+                found = True
+            info = self.processes[pid]
+            if info.zombie:
+                continue
+            for tid in proc.tids(pid):
+                if tid not in self.tracees:
+                    if self._seize_thread(pid, tid):
+                        info.tids.append(tid)
+                        found = True
+            queue.extend(proc.children(pid))
+        return found
+
+    def _add_process(self, pid: int) -> None:
+        st = proc.stat(pid)
+        info = ProcessInfo(pid=pid, ppid=st.ppid, zombie=st.state == "Z", stopped=st.state == "T")
+        self.processes[pid] = info
+        self.order.append(pid)
+
+    def _seize_thread(self, pid: int, tid: int) -> bool:
+        stopped = proc.stat(pid, tid).state == "T"
+        opts = k.PTRACE_O_TRACESYSGOOD | k.PTRACE_O_SUSPEND_SECCOMP
+        try:
+            k.ptrace(k.PTRACE_SEIZE, tid, 0, opts, "PTRACE_SEIZE")
+        except OSError as e:
+            if e.errno == errno.ESRCH:
+                return False           # died meanwhile
+            raise DumpError(f"cannot seize task {tid} of process {pid}: {e.strerror}") from None
+        tracee = Tracee(tid=tid, pid=pid, stopped=stopped)
+        self.tracees[tid] = tracee
+        if not stopped:
+            k.ptrace(k.PTRACE_INTERRUPT, tid, 0, 0, "PTRACE_INTERRUPT")
+        self._wait_stop(tracee)
+        return True
+
+    def _wait_stop(self, t: Tracee) -> None:
+        """Wait for the interrupt (or group-stop) report, passing signals on."""
+        while True:
+            _, status = k.wait(t.tid)
+            if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                del self.tracees[t.tid]
+                return
+            sig = os.WSTOPSIG(status)
+            event = status >> 16
+            if event == k.PTRACE_EVENT_STOP:
+                if sig in (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+                    t.stopped = True
+                return
+            # a signal arrived first: deliver it later, stop now
+            k.ptrace(k.PTRACE_CONT, t.tid, 0, sig)
+            k.ptrace(k.PTRACE_INTERRUPT, t.tid, 0, 0, "PTRACE_INTERRUPT")
+
+    # --- remote system calls ----------------------------------------------------------
+
+    def remote_syscall(self, tid: int, name: str, *args: int) -> int:
+        return remote_syscall(tid, self.tracees[tid].pid, name, *args)
+
+    def scratch_page(self, pid: int) -> int:
+        """A private page in process pid for remote calls that return structures."""
+        if pid not in self.scratch:
+            leader = self.processes[pid].tids[0]
+            addr = self.remote_syscall(leader, "mmap", 0, k.PAGE_SIZE, k.PROT_READ | k.PROT_WRITE,
+                                       k.MAP_PRIVATE | k.MAP_ANONYMOUS, 2**64 - 1, 0)
+            self.scratch[pid] = addr
+        return self.scratch[pid]
+
+    def remote_call_out(self, tid: int, pid: int, name: str, out_size: int, *args) -> tuple[int, bytes]:
+        """A remote syscall whose arguments may say SCRATCH for the scratch page; returns (ret, scratch bytes)."""
+        page = self.scratch_page(pid)
+        real = [page if a is SCRATCH else a for a in args]
+        ret = self.remote_syscall(tid, name, *real)
+        return ret, k.read_remote(pid, page, out_size)
+
+    def drop_scratch(self) -> None:
+        for pid, addr in list(self.scratch.items()):
+            try:
+                self.remote_syscall(self.processes[pid].tids[0], "munmap", addr, k.PAGE_SIZE)
+            except (OSError, DumpError) as e:
+                log.warning("cannot unmap scratch page of %d: %s", pid, e)
+            del self.scratch[pid]
+
+    # --- letting go -------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Undo everything and detach: the tree runs on as if nothing happened."""
+        self.drop_scratch()
+        # remote_syscall() always puts registers and masks back, so a plain
+        # detach is all that is left; a group stop still in effect is kept.
+        for t in list(self.tracees.values()):
+            try:
+                k.ptrace(k.PTRACE_DETACH, t.tid, 0, 0, "PTRACE_DETACH")
+            except OSError as e:
+                log.warning("detach of %d: %s", t.tid, e)
+        self.tracees.clear()
+
+    def kill(self) -> None:
+        """End the dumped tree (the default after a successful dump)."""
+        self.drop_scratch()
+        for pid in self.order:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for t in list(self.tracees.values()):
+            try:
+                k.ptrace(k.PTRACE_DETACH, t.tid, 0, 0)
+            except OSError:
+                pass
+        self.tracees.clear()
+
+
+def remote_syscall(tid: int, pid: int, name: str, *args: int) -> int:
+    """Run one system call in thread tid (stopped under our ptrace) at its vDSO's syscall instruction.
+
+    The thread's registers and signal mask are put back afterwards, whatever
+    happens, so an interrupted system call restarts exactly as it would have.
+    """
+    site = syscall_site(pid)
+    saved = k.regs_to_bytes(k.get_regs(tid))
+    mask = k.get_sigmask(tid)
+    regs = k.regs_from_bytes(saved)
+    regs.rip = site
+    regs.rax = k.SYS[name]
+    regs.orig_rax = 0xFFFFFFFFFFFFFFFF       # not in a syscall: no restart logic on the new rip
+    a = list(args) + [0] * (6 - len(args))
+    regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9 = [x & 0xFFFFFFFFFFFFFFFF for x in a]
+    try:
+        k.set_sigmask(tid, ALL_BUT_KILL_STOP)
+        k.set_regs(tid, regs)
+        _step_syscall(tid)    # entry
+        _step_syscall(tid)    # exit
+        ret = k.get_regs(tid).rax
+    finally:
+        try:
+            k.set_regs(tid, k.regs_from_bytes(saved))
+            k.set_sigmask(tid, mask)
+        except OSError:
+            pass
+    if ret >= 2**63:
+        ret -= 2**64
+    if -4096 < ret < 0:
+        raise OSError(-ret, f"remote {name} in {tid}: {os.strerror(-ret)}")
+    return ret
+
+
+ALL_BUT_KILL_STOP = ~((1 << (signal.SIGKILL - 1)) | (1 << (signal.SIGSTOP - 1))) & (2**64 - 1)
+
+
+def _step_syscall(tid: int) -> None:
+    k.ptrace(k.PTRACE_SYSCALL, tid, 0, 0, "PTRACE_SYSCALL")
+    while True:
+        _, status = k.wait(tid)
+        if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+            raise DumpError(f"task {tid} died during a remote system call")
+        if os.WSTOPSIG(status) == SIGTRAP_SYSCALL:
+            return
+        # a group stop or a new signal: go on without delivering it now
+        # (it stays pending; the mask blocks it)
+        k.ptrace(k.PTRACE_SYSCALL, tid, 0, 0, "PTRACE_SYSCALL")
+
+
+class _Scratch:
+    def __repr__(self) -> str:
+        return "SCRATCH"
+
+
+SCRATCH = _Scratch()
+
+_SYSCALL_OFFSET: int | None = None
+
+
+def vdso_range(pid: int | str) -> tuple[int, int] | None:
+    for m in proc.maps(pid):
+        if m.path == "[vdso]":
+            return m.start, m.end
+    return None
+
+
+def syscall_site(pid: int) -> int:
+    """Address of a `syscall` instruction in pid's vDSO (same offset in every task of this kernel)."""
+    global _SYSCALL_OFFSET
+    if _SYSCALL_OFFSET is None:
+        start, end = vdso_range("self")
+        data = k.read_remote(os.getpid(), start, end - start)
+        off = data.find(b"\x0f\x05")
+        if off < 0:
+            raise DumpError("no syscall instruction in this kernel's vDSO")
+        _SYSCALL_OFFSET = off
+    r = vdso_range(pid)
+    if r is None:
+        raise DumpError(f"process {pid} has no vDSO; cannot run system calls in it")
+    return r[0] + _SYSCALL_OFFSET

@@ -1,0 +1,169 @@
+"""Per-process and per-thread state: registers, signals, timers, credentials, attributes.
+
+Dump reads each item from the cheapest honest source (/proc, ptrace, or one
+remote system call in the right thread).  Restore splits the work between the
+restorer blob (what only the task can set on itself: fill_args) and the
+tracer (what can be set from outside once the task has trapped: apply_outside).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import struct
+
+from . import kernel as k
+from . import proc
+from .errors import ImageError, UnsupportedError
+from .seize import SCRATCH, Seizure
+
+log = logging.getLogger("lxc_cr.task")
+
+NSIG = 64
+RLIMITS = range(16)
+PR_GET_PDEATHSIG = 2
+PR_GET_DUMPABLE = 3
+PR_GET_SECUREBITS = 27
+PR_GET_CHILD_SUBREAPER = 37
+PR_GET_TID_ADDRESS = 40
+XFEATURE_AMX = (1 << 17) | (1 << 18)
+XSTATE_BV_OFFSET = 512
+RSEQ_CS_OFFSET = 8
+SIGACTION = struct.Struct("<QQQQ")
+ITIMERVAL = struct.Struct("<qqqq")
+ITIMERSPEC = struct.Struct("<qqqq")
+STACK_T = struct.Struct("<QiiQ")       # ss_sp, ss_flags, pad, ss_size
+
+
+def _pb():
+    from .proto import images_pb2
+    return images_pb2
+
+
+# --- dump --------------------------------------------------------------------------------
+
+def xfeatures() -> int:
+    """XCR0: the CPU state components this kernel saves and restores."""
+    return k.lib.lxc_xgetbv0()
+
+
+def xsave_size() -> int:
+    """Size of an NT_X86_XSTATE block on this CPU (CPUID leaf 0xD, sub-leaf 0, ECX)."""
+    return k.lib.lxc_xsave_size()
+
+
+def dump_thread(s: Seizure, pid: int, tid: int):
+    pb = _pb()
+    t = pb.Thread(tid=tid)
+    regs = k.get_regs(tid)
+    t.regs = k.regs_to_bytes(regs)
+    t.xsave = k.get_regset(tid, k.NT_X86_XSTATE, xsave_size())
+    t.sigmask = k.get_sigmask(tid)
+    t.siginfo.extend(k.peek_siginfo(tid, shared=False))
+    t.comm = proc.stat(pid, tid).comm
+    t.robust_list, t.robust_len = k.get_robust_list(tid)
+    ptr, size, sig = k.get_rseq(tid)
+    if ptr:
+        # read rseq_cs before any remote call: the kernel clears it when the IP leaves the section
+        t.rseq_ptr, t.rseq_len, t.rseq_sig = ptr, size, sig
+        t.rseq_cs = struct.unpack("<Q", k.read_remote(pid, ptr + RSEQ_CS_OFFSET, 8))[0]
+    _, raw = s.remote_call_out(tid, pid, "sigaltstack", STACK_T.size, 0, SCRATCH)
+    t.altstack_sp, t.altstack_flags, _, t.altstack_size = STACK_T.unpack(raw)
+    _, raw = s.remote_call_out(tid, pid, "prctl", 8, PR_GET_TID_ADDRESS, SCRATCH)
+    t.clear_tid = struct.unpack("<Q", raw)[0]
+    _, raw = s.remote_call_out(tid, pid, "prctl", 4, PR_GET_PDEATHSIG, SCRATCH)
+    t.pdeath_signal = struct.unpack("<i", raw)[0]
+    return t
+
+
+def dump_task(s: Seizure, pid: int, tids: list[int]):
+    """Everything process-wide of a live process, plus its threads."""
+    pb = _pb()
+    leader = tids[0]
+    st = proc.stat(pid)
+    status = proc.status(pid)
+    task = pb.Task(pid=pid, comm=st.comm, nice=st.nice)
+    task.threads.extend(dump_thread(s, pid, tid) for tid in tids)
+    task.creds.CopyFrom(_creds(s, pid, leader, status))
+    for r in RLIMITS:
+        cur, mx = k.prlimit(pid, r)
+        task.rlimits.add(resource=r, cur=cur, max=mx)
+    for signo in range(1, NSIG + 1):
+        if signo in (signal.SIGKILL, signal.SIGSTOP):
+            task.sigactions.add()
+            continue
+        _, raw = s.remote_call_out(leader, pid, "rt_sigaction", SIGACTION.size, signo, 0, SCRATCH, 8)
+        h, fl, rest, mask = SIGACTION.unpack(raw)
+        task.sigactions.add(handler=h, flags=fl, restorer=rest, mask=mask)
+    for which in range(3):
+        _, raw = s.remote_call_out(leader, pid, "getitimer", ITIMERVAL.size, which, SCRATCH)
+        i_s, i_us, v_s, v_us = ITIMERVAL.unpack(raw)
+        task.itimers.add(interval_sec=i_s, interval_usec=i_us, value_sec=v_s, value_usec=v_us)
+    task.posix_timers.extend(_posix_timers(s, pid, leader))
+    task.shared_siginfo.extend(k.peek_siginfo(leader, shared=True))
+    task.personality = int(proc._read(f"/proc/{pid}/personality"), 16)
+    task.umask = int(status.get("Umask", "0022"), 8)
+    task.child_subreaper = bool(s.remote_call_out(leader, pid, "prctl", 4, PR_GET_CHILD_SUBREAPER, SCRATCH)[1] != b"\0\0\0\0")
+    task.dumpable = s.remote_syscall(leader, "prctl", PR_GET_DUMPABLE)
+    task.cwd = os.readlink(f"/proc/{pid}/cwd")
+    task.root = os.readlink(f"/proc/{pid}/root")
+    if int(status.get("Seccomp", "0")) == 1:
+        raise UnsupportedError(f"process {pid} uses strict seccomp mode, which cannot be restored")
+    if int(status.get("Seccomp", "0")) == 2:
+        for index, prog in enumerate(k.seccomp_filters(leader)):
+            task.seccomp.add(program=prog, flags=k.seccomp_filter_flags(leader, index))
+        task.seccomp.reverse()     # outermost first: the order to install them in
+    return task
+
+
+def _creds(s: Seizure, pid: int, leader: int, status: dict[str, str]):
+    pb = _pb()
+    c = pb.Creds()
+    c.uids.extend(int(x) for x in status["Uid"].split())
+    c.gids.extend(int(x) for x in status["Gid"].split())
+    c.groups.extend(int(x) for x in status.get("Groups", "").split())
+    c.cap_inh = int(status["CapInh"], 16)
+    c.cap_prm = int(status["CapPrm"], 16)
+    c.cap_eff = int(status["CapEff"], 16)
+    c.cap_bnd = int(status["CapBnd"], 16)
+    c.cap_amb = int(status.get("CapAmb", "0"), 16)
+    c.no_new_privs = status.get("NoNewPrivs", "0") == "1"
+    c.securebits = s.remote_syscall(leader, "prctl", PR_GET_SECUREBITS)
+    return c
+
+
+def _posix_timers(s: Seizure, pid: int, leader: int):
+    pb = _pb()
+    out = []
+    for t in proc.timers(pid):
+        timer_id = int(t["ID"])
+        signo, _, value = t["signal"].partition("/")
+        notify, _, target = t["notify"].partition("/")
+        mode = {"signal": 0, "none": 1, "thread": 2}.get(notify)
+        if mode is None:
+            raise UnsupportedError(f"process {pid}: POSIX timer {timer_id} notifies by {notify!r}")
+        if mode == 2 or target.startswith("tid"):
+            mode = 4  # SIGEV_THREAD_ID
+        _, raw = s.remote_call_out(leader, pid, "timer_gettime", ITIMERSPEC.size, timer_id, SCRATCH)
+        i_s, i_ns, v_s, v_ns = ITIMERSPEC.unpack(raw)
+        overrun = s.remote_syscall(leader, "timer_getoverrun", timer_id)
+        out.append(pb.PosixTimer(
+            id=timer_id, clock_id=int(t["ClockID"]), sigev_notify=mode, sigev_signo=int(signo),
+            sigev_value=int(value, 16), notify_tid=int(target.split(".")[-1]) if "." in target else 0,
+            overrun=overrun, interval_sec=i_s, interval_nsec=i_ns, value_sec=v_s, value_nsec=v_ns))
+    return out
+
+
+def check_xsave(task, xfeatures_here: int, where: str) -> None:
+    """Refuse state this CPU cannot take, and report AMX use."""
+    for t in task.threads:
+        if len(t.xsave) < XSTATE_BV_OFFSET + 8:
+            raise ImageError(f"{where}: thread {t.tid} has a truncated xsave block")
+        bv = struct.unpack_from("<Q", t.xsave, XSTATE_BV_OFFSET)[0]
+        if bv & ~xfeatures_here:
+            raise ImageError(f"{where}: thread {t.tid} uses CPU state {bv & ~xfeatures_here:#x} "
+                             f"this CPU does not have")
+
+
+def uses_amx(thread) -> bool:
+    return bool(struct.unpack_from("<Q", thread.xsave, XSTATE_BV_OFFSET)[0] & XFEATURE_AMX)

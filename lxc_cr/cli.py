@@ -1,0 +1,208 @@
+"""The command line: `lxc-cr` and, through hooks/criu, a `criu`-compatible one.
+
+Spellings follow CRIU (dump -t PID -D DIR -o LOG -v4 --leave-running ...).
+Anything we do not implement is refused with one line, never ignored.
+Errors: one line on stderr, exit status 1; details go to the log file.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from . import CRIU_COMPAT_VERSION, __version__
+
+USAGE = """\
+usage: lxc-cr dump -t PID -D DIR [-o LOG] [-v[N]] [--leave-running] [--shell-job] [--file-locks]
+       lxc-cr restore -D DIR [-d] [--pidfile FILE] [-o LOG] [-v[N]] [--shell-job] [--restore-sibling]
+       lxc-cr check
+       lxc-cr show DIR [IMAGE]
+       lxc-cr --version
+
+Checkpoint a process tree into a directory of images, and restore it later with the
+same PIDs, memory, registers, threads, signals, timers and open files.
+
+dump options:
+  -t, --tree PID           root of the process tree to checkpoint
+  -D, --images-dir DIR     image directory (created 0700; must not hold a dump)
+  -R, --leave-running      leave the tree running after the dump (default: kill it)
+  -j, --shell-job          the tree is a shell job: its terminal and session are outside it
+  -l, --file-locks         allow file locks (none are supported yet: refused if any are held)
+restore options:
+  -D, --images-dir DIR     image directory of a complete dump
+  -d, --restore-detached   leave the restored tree running and exit (default: wait for it)
+  --pidfile FILE           write the restored root PID to FILE
+  -j, --shell-job          restore a shell job onto this terminal and session
+  --restore-sibling        make the restored root a sibling of lxc-cr (a child of its parent)
+common options:
+  -o, --log-file FILE      log file, relative to the image directory (default dump.log /
+                           restore.log; '-' for stderr)
+  -v[N], --verbosity N     log level 0-4 (4: debug); -v alone means 4
+"""
+
+LEVELS = {0: 40, 1: 40, 2: 30, 3: 20, 4: 10}
+
+
+class UsageError(Exception):
+    pass
+
+
+def _parser():
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise UsageError(message)
+
+    p = Parser(prog="lxc-cr", add_help=False, allow_abbrev=False)
+    p.add_argument("command", nargs="?")
+    p.add_argument("operands", nargs="*")
+    p.add_argument("-h", "--help", action="store_true")
+    p.add_argument("-t", "--tree", type=int)
+    p.add_argument("-D", "--images-dir")
+    p.add_argument("-o", "--log-file")
+    p.add_argument("-v", "--verbosity", nargs="?", const=4, default=2, type=_level)
+    p.add_argument("-R", "--leave-running", action="store_true")
+    p.add_argument("-j", "--shell-job", action="store_true")
+    p.add_argument("-l", "--file-locks", action="store_true")
+    p.add_argument("-d", "--restore-detached", action="store_true")
+    p.add_argument("--pidfile")
+    p.add_argument("--restore-sibling", action="store_true")
+    p.add_argument("-V", "--version", action="store_true")
+    return p
+
+
+def _level(text: str) -> int:
+    if text.isdigit() and 0 <= int(text) <= 4:
+        return int(text)
+    if set(text) == {"v"}:           # -vvv
+        return min(4, 2 + len(text) + 1)
+    raise UsageError(f"bad verbosity {text!r} (0-4)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    as_criu = os.environ.get("LXC_CR_PERSONA") == "criu"
+    if argv[:1] in (["--version"], ["-V"]):
+        # runtimes parse this line: LXC wants exactly "Version: X.Y.Z"
+        _out(f"Version: {CRIU_COMPAT_VERSION}\n" if as_criu else f"lxc-cr {__version__}\n")
+        return 0
+    try:
+        args = _parser().parse_args(argv)
+    except UsageError as e:
+        return _fail(f"{e} (see lxc-cr --help)")
+    if args.help or not args.command:
+        _out(USAGE)
+        return 0 if args.help else 1
+    handler = COMMANDS.get(args.command)
+    if handler is None:
+        return _fail(f"unknown command {args.command!r} (see lxc-cr --help)")
+    from .engine.errors import CRError
+    try:
+        return handler(args)
+    except CRError as e:
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        return _fail("interrupted")
+
+
+def _out(text: str) -> None:
+    if sys.stdout is not None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def _fail(message: str) -> int:
+    import logging
+    logger = logging.getLogger("lxc_cr")
+    if logger.handlers:
+        logger.error("%s", message)
+    if sys.stderr is not None:          # LXC runs us with fd 2 closed
+        sys.stderr.write(f"lxc-cr: error: {message}\n")
+    return 1
+
+
+def _no_operands(args, command: str) -> None:
+    from .engine.errors import PlanError
+    if args.operands:
+        raise PlanError(f"{command}: unexpected argument {args.operands[0]!r}")
+
+
+def _setup_log(path: str | None, verbosity: int) -> None:
+    import logging
+    logger = logging.getLogger("lxc_cr")
+    logger.setLevel(LEVELS[verbosity])
+    logger.propagate = False
+    if path is None:
+        if sys.stderr is not None:
+            handler = logging.StreamHandler(sys.stderr)
+        else:
+            return
+    else:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        handler = logging.StreamHandler(os.fdopen(fd, "a", buffering=1))
+    handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d %(name)s %(levelname)s: %(message)s",
+                                           "%H:%M:%S"))
+    logger.addHandler(handler)
+    logging.getLogger().handlers = [handler]
+
+
+def cmd_dump(args) -> int:
+    from .engine import dump
+    from .plan import dump_plan
+    _no_operands(args, "dump")
+    _refuse(args, restore_only=("restore_detached", "pidfile", "restore_sibling"))
+    plan = dump_plan(args)
+    from .engine.images import ImageDir
+    ImageDir.for_dump(plan.images_dir).close()     # checks the directory before the log goes in it
+    _setup_log(plan.log_file, plan.verbosity)
+    dump(plan)
+    return 0
+
+
+def cmd_restore(args) -> int:
+    from .engine import restore
+    from .plan import restore_plan
+    _no_operands(args, "restore")
+    _refuse(args, restore_only=("tree", "leave_running", "file_locks"))
+    plan = restore_plan(args)
+    if not os.path.isdir(plan.images_dir):
+        from .engine.errors import PlanError
+        raise PlanError(f"image directory {plan.images_dir} does not exist")
+    _setup_log(plan.log_file, plan.verbosity)
+    result = restore(plan)
+    return 0 if plan.detach else result
+
+
+def _refuse(args, restore_only) -> None:
+    """Options of the other command are mistakes here, not something to ignore."""
+    from .engine.errors import PlanError
+    for name in restore_only:
+        if getattr(args, name):
+            raise PlanError(f"option --{name.replace('_', '-')} does not apply to {args.command}")
+
+
+def cmd_check(args) -> int:
+    from .engine.check import report
+    _no_operands(args, "check")
+    ok = True
+    for name, present, detail in report():
+        _out(f"{'yes' if present else 'NO ':3}  {name}{': ' + detail if detail else ''}\n")
+        ok &= present
+    return 0 if ok else 1
+
+
+def cmd_show(args) -> int:
+    from .engine.show import show
+    from .engine.errors import PlanError
+    if not args.operands and not args.images_dir:
+        raise PlanError("show needs an image directory")
+    directory = args.operands[0] if args.operands else args.images_dir
+    names = args.operands[1:]
+    _out(show(directory, names))
+    return 0
+
+
+COMMANDS = {"dump": cmd_dump, "restore": cmd_restore, "check": cmd_check, "show": cmd_show}
+
+if __name__ == "__main__":
+    sys.exit(main())
