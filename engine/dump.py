@@ -44,7 +44,6 @@ def dump(plan) -> DumpStats:
     images = ImageDir.for_dump(plan.images_dir)
     seizure = Seizure(plan.pid)
     t0 = time.monotonic()
-    done = False
     try:
         seizure.seize()
         fault_point("seize")
@@ -59,7 +58,6 @@ def dump(plan) -> DumpStats:
         stats.pages_written = collector.memory.pages_written
         fault_point("write")
         images.write(INVENTORY, collector.inventory())
-        done = True
     except BaseException as e:
         images.remove_created()
         seizure.release()
@@ -73,15 +71,14 @@ def dump(plan) -> DumpStats:
         if isinstance(e, OSError):
             raise DumpError(f"dump failed: {e}") from None
         raise
-    finally:
-        stats.frozen_time = time.monotonic() - t0
-    assert done
     if plan.leave_running:
         seizure.release()
     else:
         seizure.kill()
     images.close()
-    log.info("dump of %d complete: %d pages", plan.pid, stats.pages_written)
+    stats.frozen_time = time.monotonic() - t0
+    log.info("dump of %d complete: frozen for %.1f ms (memory %.1f ms), %d pages written",
+             plan.pid, stats.frozen_time * 1000, stats.memdump_time * 1000, stats.pages_written)
     return stats
 
 
@@ -124,19 +121,22 @@ class _Collector:
         _add_helpers(self.pstree)
 
     def _check_sessions(self) -> None:
+        """The root's session and group must be the tree's own, unless it is a shell job.
+
+        Other sessions and groups whose leader is gone are recreated by helpers."""
         pids = set(self.s.processes)
         root = proc.stat(self.plan.pid)
-        for pid in self.s.order:
-            st = proc.stat(pid)
-            if st.sid not in pids and not self.plan.shell_job:
-                raise UnsupportedError(
-                    f"process {pid} is in session {st.sid}, whose leader is outside the tree "
-                    f"(a job started from a shell? use --shell-job)")
-            if st.pgid not in pids and st.pgid != root.pgid and pid != self.plan.pid:
-                pass  # dead group leader inside the tree's session: a helper recreates it
-        if self.plan.shell_job and root.pgid not in pids and root.pgid != self.plan.pid:
-            raise UnsupportedError(f"process {self.plan.pid} is in process group {root.pgid} "
-                                   f"whose leader is outside the tree")
+        if self.plan.shell_job:
+            if root.pgid not in pids:
+                raise UnsupportedError(f"process {self.plan.pid} is in process group {root.pgid}, "
+                                       f"whose leader is outside the tree")
+            return
+        if root.sid not in pids:
+            raise UnsupportedError(f"process {self.plan.pid} is in session {root.sid}, whose leader is "
+                                   f"outside the tree (a job started from a shell? use --shell-job)")
+        if root.pgid not in pids:
+            raise UnsupportedError(f"process {self.plan.pid} is in process group {root.pgid}, whose leader "
+                                   f"is outside the tree")
 
     def _mm(self, pid: int):
         pb = _pb()
@@ -193,9 +193,11 @@ def _add_helpers(pstree) -> None:
     """
     pb = _pb()
     procs = {p.pid: p for p in pstree.processes}
+    # a shell job's session belongs to the shell: restore puts the tree in the caller's session
+    outside_sid = pstree.processes[0].sid if pstree.processes[0].sid not in procs else None
     helpers = []
     for p in list(pstree.processes):
-        if p.sid not in procs and p.sid not in [h.pid for h in helpers] and p.ppid != 0:
+        if p.sid not in procs and p.sid != outside_sid and p.sid not in [h.pid for h in helpers]:
             helper = pb.Process(pid=p.sid, ppid=p.ppid, pgid=p.sid, sid=p.sid, state=pb.Process.HELPER)
             helpers.append(helper)
             procs[p.sid] = helper
@@ -204,7 +206,7 @@ def _add_helpers(pstree) -> None:
                 if q.sid == p.sid and q.ppid == p.ppid:
                     q.ppid = p.sid
     for p in list(pstree.processes) + helpers:
-        if p.pgid not in procs:
+        if p.pgid not in procs and p.sid != outside_sid:
             # the session leader (or its helper) forks the group's helper
             helper = pb.Process(pid=p.pgid, ppid=p.sid, pgid=p.pgid, sid=p.sid, state=pb.Process.HELPER)
             helpers.append(helper)

@@ -38,7 +38,11 @@ class InjectedFault(CRError):
 
 
 def fault_point(step: str) -> None:
-    """Fail here if LXC_CR_FAULT names this step (tests use it to exercise failure paths)."""
+    """Test hooks for failure paths: LXC_CR_FAULT=step fails here, LXC_CR_PAUSE=step
+    stops here for a minute (so that a test can kill lxc-cr at this point)."""
     import os
     if os.environ.get("LXC_CR_FAULT") == step:
         raise InjectedFault(f"injected fault at step {step!r}")
+    if os.environ.get("LXC_CR_PAUSE") == step:
+        import time
+        time.sleep(60)

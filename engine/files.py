@@ -69,6 +69,9 @@ class FileTable:
         for fd in proc.fds(pid):
             link = proc.fd_link(pid, fd)
             info = proc.fdinfo(pid, fd)
+            if "lock" in info:
+                raise UnsupportedError(f"process {pid} fd {fd}: holds a file lock ({info['lock']}); "
+                                       f"file locks are not supported yet")
             flags = int(info["flags"], 8)
             entry = self._entry_for(pid, fd, link, flags, info)
             out.append(pb.Fd(fd=fd, file_id=entry.id, cloexec=bool(flags & O_CLOEXEC)))

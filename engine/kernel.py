@@ -54,7 +54,7 @@ PTRACE_EVENT_CLONE = 3
 PTRACE_EVENT_STOP = 128
 NT_PRSTATUS = 1
 NT_X86_XSTATE = 0x202
-__WALL = 0x40000000
+WALL = 0x40000000
 
 # system call numbers (x86_64)
 SYS = dict(
@@ -117,7 +117,7 @@ def ptrace(request: int, pid: int, addr: int = 0, data: int = 0, name: str = "pt
     return ret
 
 
-def wait(pid: int, options: int = __WALL) -> tuple[int, int]:
+def wait(pid: int, options: int = WALL) -> tuple[int, int]:
     status = ffi.new("int *")
     r = lib.lxc_wait(pid, status, options)
     if r == -1:

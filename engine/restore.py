@@ -288,7 +288,7 @@ class _Restorer:
                 if time.monotonic() > deadline:
                     raise RestoreError(f"restore timed out; {len(want) - len(trapped)} threads never got ready")
                 try:
-                    tid, status = k.wait(-1, k.__WALL)
+                    tid, status = k.wait(-1, k.WALL)
                 except OSError as e:
                     if e.errno == errno.EINTR:
                         continue
@@ -379,7 +379,7 @@ class _Restorer:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                pid, _ = os.waitpid(-1, os.WNOHANG | k.__WALL)
+                pid, _ = os.waitpid(-1, os.WNOHANG | k.WALL)
             except ChildProcessError:
                 break
             if pid == 0:
@@ -461,8 +461,8 @@ class _Restorer:
         os.close(pages)
         cursor = base + memory.premap_size(mm)
         # vDSO pieces: to a parking place first, so no move lands on a piece not yet moved
-        dumped_vdso = {memory.VDSO_NAMES[v.kind - pb.Vma.VDSO]: v.start for v in mm.vmas
-                       if v.kind in (pb.Vma.VDSO, pb.Vma.VVAR, pb.Vma.VVAR_VCLOCK)}
+        names = {pb.Vma.VDSO: "[vdso]", pb.Vma.VVAR: "[vvar]", pb.Vma.VVAR_VCLOCK: "[vvar_vclock]"}
+        dumped_vdso = {names[v.kind]: v.start for v in mm.vmas if v.kind in names}
         if set(dumped_vdso) != set(here):
             raise ImageError(f"process {p.pid}: vDSO pieces {sorted(dumped_vdso)} differ from this kernel's")
         first, last = [], []
@@ -481,7 +481,7 @@ class _Restorer:
         os.chdir(t.cwd)
         if t.root != "/":
             os.chroot(t.root)
-        signal.pthread_sigmask(signal.SIG_BLOCK, range(1, signal.NSIG))
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         k.lib.lxc_call_blob(area, args)
 
     def _task_announce(self, pid: int, args: int, area: int, size: int) -> None:

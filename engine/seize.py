@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from . import kernel as k
 from . import proc
-from .errors import DumpError, PlanError
+from .errors import DumpError, PlanError, fault_point
 
 log = logging.getLogger("lxc_cr.seize")
 
@@ -177,9 +177,10 @@ class Seizure:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        # collect the tracer's exit reports, so the tasks are gone when we return
         for t in list(self.tracees.values()):
             try:
-                k.ptrace(k.PTRACE_DETACH, t.tid, 0, 0)
+                k.wait(t.tid)
             except OSError:
                 pass
         self.tracees.clear()
@@ -203,6 +204,7 @@ def remote_syscall(tid: int, pid: int, name: str, *args: int) -> int:
     try:
         k.set_sigmask(tid, ALL_BUT_KILL_STOP)
         k.set_regs(tid, regs)
+        fault_point("remote-syscall")
         _step_syscall(tid)    # entry
         _step_syscall(tid)    # exit
         ret = k.get_regs(tid).rax

@@ -155,8 +155,46 @@ def cmd_dump(args) -> int:
     from .engine.images import ImageDir
     ImageDir.for_dump(plan.images_dir).close()     # checks the directory before the log goes in it
     _setup_log(plan.log_file, plan.verbosity)
-    dump(plan)
-    return 0
+    return _supervised(lambda: dump(plan))
+
+
+class Abandoned(BaseException):
+    """The process that started the dump is gone: roll back and stop."""
+
+
+def _supervised(work) -> int:
+    """Run work() in a child, so that killing this process (even with SIGKILL) makes
+    the child roll back: release the tree unchanged and remove partial images."""
+    import signal
+    from .engine import kernel
+    from .engine.errors import CRError
+    parent = os.getpid()
+    pid = os.fork()
+    if pid:
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                return os.waitstatus_to_exitcode(status) if not os.WIFSIGNALED(status) else 1
+            except InterruptedError:
+                continue
+
+    def abandoned(*_):
+        raise Abandoned()
+    signal.signal(signal.SIGTERM, abandoned)
+    kernel.syscall("prctl", 1, signal.SIGTERM)        # PR_SET_PDEATHSIG
+    code = 1
+    try:
+        if os.getppid() != parent:
+            raise Abandoned()
+        work()
+        code = 0
+    except CRError as e:
+        code = _fail(str(e))
+    except Abandoned:
+        code = _fail("lxc-cr was killed; the dump was abandoned and the tree released")
+    finally:
+        sys.stdout.flush()
+        os._exit(code)
 
 
 def cmd_restore(args) -> int:

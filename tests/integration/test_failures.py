@@ -1,0 +1,256 @@
+"""Failure paths: bad input, injected faults, a killed dumper, damaged images.
+
+Each test checks the promise of docs/ARCHITECTURE.md: one clear line and a
+non-zero exit; a failed dump leaves the tree running exactly as before (the
+program then verifies its own memory); a failed restore leaves no task behind
+and does not touch the images.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LXC_CR = os.path.join(ROOT, ".venv", "bin", "lxc-cr")
+COUNTER = os.path.join(ROOT, "tests", "integration", "progs", "bin", "counter")
+
+
+def lxc_cr(*args, env=None, timeout=60):
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([LXC_CR, *args], capture_output=True, text=True, timeout=timeout, env=full_env,
+                          stdin=subprocess.DEVNULL)
+
+
+def one_line_error(result) -> str:
+    assert result.returncode != 0, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("lxc-cr: error: "), lines
+    return lines[0]
+
+
+class Program:
+    """The counter program holding 8 MiB; check() asks it to verify every word."""
+
+    def __init__(self, tmp_path, extra_setup=None):
+        self.log = tmp_path / "prog.log"
+        self.out = open(self.log, "w")
+        self.proc = subprocess.Popen([COUNTER, "8", "0"], stdout=self.out, stderr=self.out,
+                                     stdin=subprocess.DEVNULL, cwd=tmp_path, start_new_session=True,
+                                     pass_fds=extra_setup or ())
+        self.pid = self.proc.pid
+        self.wait_for("READY")
+        self.maps = self.snapshot()
+
+    def wait_for(self, text, timeout=20):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if text in self.log.read_text():
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"no {text!r} in {self.log.read_text()!r}")
+
+    def snapshot(self):
+        maps = open(f"/proc/{self.pid}/maps").read()
+        fds = sorted(os.listdir(f"/proc/{self.pid}/fd"))
+        return maps, fds
+
+    def untouched(self):
+        """Not traced any more, same mappings and fds, and its memory still intact."""
+        end = time.monotonic() + 10
+        while "TracerPid:\t0" not in open(f"/proc/{self.pid}/status").read():
+            assert time.monotonic() < end, "still traced"
+            time.sleep(0.01)
+        assert self.snapshot() == self.maps
+        os.kill(self.pid, signal.SIGUSR1)
+        self.wait_for("MiB intact")
+
+    def stop(self):
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self.out.close()
+
+
+@pytest.fixture
+def program(tmp_path):
+    p = Program(tmp_path)
+    yield p
+    p.stop()
+
+
+def digest(directory) -> dict[str, str]:
+    return {name: hashlib.sha256((directory / name).read_bytes()).hexdigest()
+            for name in sorted(os.listdir(directory)) if name.endswith(".img")}
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+def test_dump_of_missing_pid(tmp_path):
+    line = one_line_error(lxc_cr("dump", "-t", "999999", "-D", str(tmp_path / "d")))
+    assert "999999" in line
+    assert not (tmp_path / "d").exists()
+
+
+def test_unknown_option_is_refused(tmp_path):
+    line = one_line_error(lxc_cr("dump", "-t", "1", "-D", str(tmp_path), "--no-such-option"))
+    assert "--no-such-option" in line
+
+
+def test_option_of_the_other_command_is_refused(tmp_path, program):
+    line = one_line_error(lxc_cr("dump", "-t", str(program.pid), "-D", str(tmp_path / "d"), "--pidfile", "x"))
+    assert "--pidfile" in line
+
+
+def test_directory_that_already_holds_a_dump(tmp_path, program):
+    d = tmp_path / "d"
+    assert lxc_cr("dump", "-t", str(program.pid), "-D", str(d), "--leave-running").returncode == 0
+    line = one_line_error(lxc_cr("dump", "-t", str(program.pid), "-D", str(d), "--leave-running"))
+    assert "already holds a dump" in line
+    program.untouched()
+
+
+def test_unsupported_object_names_kind_pid_and_fd(tmp_path):
+    r, w = os.pipe()
+    os.set_inheritable(r, True)
+    p = Program(tmp_path, extra_setup=(r,))
+    try:
+        d = tmp_path / "d"
+        line = one_line_error(lxc_cr("dump", "-t", str(p.pid), "-D", str(d)))
+        assert "pipe" in line and str(p.pid) in line and f"fd {r}" in line
+        assert [f for f in os.listdir(d) if f.endswith(".img")] == []
+        p.untouched()
+    finally:
+        os.close(r)
+        os.close(w)
+        p.stop()
+
+
+# --- a failed dump leaves the tree as it was ------------------------------------------------------
+
+@pytest.mark.parametrize("step", ["seize", "remote-syscall", "collect", "write"])
+def test_injected_dump_fault_releases_the_tree(tmp_path, program, step):
+    d = tmp_path / "d"
+    line = one_line_error(lxc_cr("dump", "-t", str(program.pid), "-D", str(d), env={"LXC_CR_FAULT": step}))
+    assert step in line
+    assert not (d / "inventory.img").exists()
+    assert [f for f in os.listdir(d) if f.endswith(".img")] == []
+    program.untouched()
+    # and it can still be dumped afterwards
+    assert lxc_cr("dump", "-t", str(program.pid), "-D", str(tmp_path / "again"), "--leave-running").returncode == 0
+    program.untouched()
+
+
+@pytest.mark.parametrize("step", ["remote-syscall", "collect"])
+def test_sigkill_of_the_dumper_releases_the_tree(tmp_path, program, step):
+    d = tmp_path / "d"
+    dumper = subprocess.Popen([LXC_CR, "dump", "-t", str(program.pid), "-D", str(d)],
+                              env=dict(os.environ, LXC_CR_PAUSE=step), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    end = time.monotonic() + 20
+    while "TracerPid:\t0" in open(f"/proc/{program.pid}/status").read():
+        assert time.monotonic() < end, "dumper never seized the program"
+        time.sleep(0.01)
+    time.sleep(0.2)                      # well inside the paused step
+    dumper.kill()
+    dumper.wait()
+    program.untouched()
+    end = time.monotonic() + 10
+    while any(f.endswith(".img") for f in os.listdir(d)):
+        assert time.monotonic() < end, "partial images left behind"
+        time.sleep(0.01)
+
+
+def test_leave_running_twice_changes_nothing(tmp_path, program):
+    for name in ("a", "b"):
+        assert lxc_cr("dump", "-t", str(program.pid), "-D", str(tmp_path / name), "--leave-running").returncode == 0
+        program.untouched()
+
+
+# --- a failed restore leaves nothing behind and never touches the images ---------------------------
+
+@pytest.fixture
+def dumped(tmp_path, program):
+    d = tmp_path / "d"
+    res = lxc_cr("dump", "-t", str(program.pid), "-D", str(d))
+    assert res.returncode == 0, res.stderr
+    program.proc.wait()
+    return program.pid, d
+
+
+def assert_gone(pid):
+    end = time.monotonic() + 10
+    while os.path.exists(f"/proc/{pid}"):
+        assert time.monotonic() < end, f"stray task {pid}"
+        time.sleep(0.01)
+
+
+def test_restore_refuses_a_pid_in_use(tmp_path, program):
+    d = tmp_path / "d"
+    assert lxc_cr("dump", "-t", str(program.pid), "-D", str(d), "--leave-running").returncode == 0
+    before = digest(d)
+    line = one_line_error(lxc_cr("restore", "-D", str(d), "-d"))
+    assert f"PID {program.pid} is already in use" in line
+    assert digest(d) == before
+    program.untouched()
+
+
+def test_restore_of_a_directory_without_a_dump(tmp_path):
+    line = one_line_error(lxc_cr("restore", "-D", str(tmp_path), "-d"))
+    assert "inventory.img" in line
+
+
+@pytest.mark.parametrize("damage", ["missing-mm", "truncated-task", "corrupted-pstree", "short-pages",
+                                    "bad-magic-inventory"])
+def test_damaged_images_are_refused(dumped, damage):
+    pid, d = dumped
+    if damage == "missing-mm":
+        os.unlink(d / f"mm-{pid}.img")
+    elif damage == "truncated-task":
+        data = (d / f"task-{pid}.img").read_bytes()
+        (d / f"task-{pid}.img").write_bytes(data[: len(data) // 2])
+    elif damage == "corrupted-pstree":
+        data = bytearray((d / "pstree.img").read_bytes())
+        data[-1] ^= 0x55
+        (d / "pstree.img").write_bytes(bytes(data))
+    elif damage == "short-pages":
+        with open(d / f"pages-{pid}.img", "r+b") as f:
+            f.truncate(4096)
+    elif damage == "bad-magic-inventory":
+        data = bytearray((d / "inventory.img").read_bytes())
+        data[0:4] = b"XXXX"
+        (d / "inventory.img").write_bytes(bytes(data))
+    before = digest(d)
+    line = one_line_error(lxc_cr("restore", "-D", str(d), "-d"))
+    assert str(d) in line
+    assert digest(d) == before
+    assert_gone(pid)
+
+
+@pytest.mark.parametrize("step", ["validate", "task", "registers"])
+def test_injected_restore_fault_leaves_nothing(dumped, step):
+    pid, d = dumped
+    before = digest(d)
+    line = one_line_error(lxc_cr("restore", "-D", str(d), "-d", env={"LXC_CR_FAULT": step}))
+    assert step in line
+    assert_gone(pid)
+    assert digest(d) == before
+
+
+def test_show_decodes_every_image(dumped):
+    import json
+    pid, d = dumped
+    res = lxc_cr("show", str(d))
+    assert res.returncode == 0, res.stderr
+    shown = json.loads(res.stdout)
+    assert shown["inventory.img"]["root_pid"] == pid
+    assert shown["pstree.img"]["processes"][0]["pid"] == pid
+    assert shown[f"pages-{pid}.img"]["raw_bytes"] >= 8 << 20
+    assert {f["kind"] for f in shown["files.img"]["files"]} == {"chardev", "regfile"}
