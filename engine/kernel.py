@@ -65,7 +65,7 @@ SYS = dict(
     timer_delete=226, tgkill=234, get_robust_list=274, rt_tgsigqueueinfo=297,
     kcmp=312, seccomp=317, rseq=334, pidfd_send_signal=424, pidfd_open=434, clone3=435,
     close_range=436, pidfd_getfd=438, prlimit64=302, capget=125, capset=126,
-    getpriority=140, setpriority=141, personality=135,
+    getpriority=140, setpriority=141, personality=135, ioprio_set=251, ioprio_get=252,
 )
 
 # clone flags
@@ -382,24 +382,25 @@ def pagemap_scan(pagemap_fd: int, start: int, end: int, category_mask: int,
     return out
 
 
-def copy_file_range(fd_in: int, off_in: int, fd_out: int, off_out: int, length: int) -> int:
-    """Copy length bytes inside the kernel; returns bytes copied (loops on short copies)."""
+def copy_range(fd_in: int, off_in: int, fd_out: int, off_out: int, length: int) -> int:
+    """Copy length bytes between files inside the kernel; returns the bytes copied.
+
+    copy_file_range where the kernel allows it (same file system), else
+    sendfile, which also works between tmpfs/shmem and other file systems."""
     pin = ffi.new("int64_t *", off_in)
     pout = ffi.new("int64_t *", off_out)
     done = 0
+    use_sendfile = False
     while done < length:
-        n = _check(lib.lxc_copy_file_range(fd_in, pin, fd_out, pout, length - done), "copy_file_range")
-        if n == 0:
-            break
-        done += n
-    return done
-
-
-def sendfile(out_fd: int, in_fd: int, offset: int, count: int) -> int:
-    poff = ffi.new("int64_t *", offset)
-    done = 0
-    while done < count:
-        n = _check(lib.lxc_sendfile(out_fd, in_fd, poff, count - done), "sendfile")
+        if not use_sendfile:
+            n = lib.lxc_copy_file_range(fd_in, pin, fd_out, pout, length - done)
+            if n == -1 and ffi.errno in (errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP):
+                use_sendfile = True
+                os.lseek(fd_out, pout[0], os.SEEK_SET)
+                continue
+            _check(n, "copy_file_range")
+        else:
+            n = _check(lib.lxc_sendfile(fd_out, fd_in, pin, length - done), "sendfile")
         if n == 0:
             break
         done += n

@@ -159,7 +159,7 @@ class MemoryDumper:
             try:
                 written = 0
                 for start, end in _data_ranges(obj.fd, obj.size):
-                    k.copy_file_range(obj.fd, start, out, written, end - start)
+                    k.copy_range(obj.fd, start, out, written, end - start)
                     entry.pages.add(addr=start, nr_pages=(end - start) // PAGE)
                     written += end - start
             finally:
@@ -365,7 +365,7 @@ def restore_shmem(images, table) -> dict[int, int]:
                     length = run.nr_pages * PAGE
                     if run.addr + length > obj.size:
                         raise ImageError(f"shmem.img: object {obj.id} data outside its size")
-                    k.copy_file_range(data, src, fd, run.addr, length)
+                    k.copy_range(data, src, fd, run.addr, length)
                     src += length
             finally:
                 os.close(data)

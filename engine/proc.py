@@ -170,3 +170,17 @@ def timers(pid: int) -> list[dict[str, str]]:
             out.append({})
         out[-1][key] = value.strip()
     return out
+
+
+RLIM_INFINITY = 2**64 - 1
+
+
+def limits(pid: int) -> list[tuple[int, int]]:
+    """(soft, hard) for every resource, in resource-number order, from /proc/PID/limits.
+
+    Reading them with prlimit() would need CAP_SYS_RESOURCE when the task has other uids."""
+    out = []
+    for line in _read(f"/proc/{pid}/limits").splitlines()[1:]:
+        soft, hard = line[26:47].strip(), line[47:68].strip()
+        out.append(tuple(RLIM_INFINITY if v == "unlimited" else int(v) for v in (soft, hard)))
+    return out

@@ -157,6 +157,8 @@ def restore(plan) -> int:
     r = _Restorer(plan, images, img)
     try:
         root = r.run()
+    except OSError as e:
+        raise RestoreError(f"restore failed: {e}") from None
     finally:
         images.close()
     if plan.pidfile:
@@ -204,6 +206,9 @@ class _Restorer:
 
     def run(self) -> int:
         self._raise_nofile()
+        for t in self.img.tasks.values():
+            for warning in task_mod.rlimit_warnings(t):
+                log.warning("%s", warning)
         ctx = files_mod.RestoreContext(self.images, self.plan.shell_job)
         self.opened = files_mod.open_all(ctx, self.img.files, self.base_fd)
         self.shmem_fds = {i: files_mod.move_above(fd, self.base_fd)
@@ -340,7 +345,7 @@ class _Restorer:
             t = self.img.tasks[p.pid]
             for th in t.threads:
                 _load_registers(th)
-            self._apply_outside(p.pid, t)
+            task_mod.apply_outside(p.pid, t)
             _, area, size = self._slot(p.pid)
             _install_seccomp(p.pid, t, area, size)
         for p in self.live:
@@ -352,22 +357,6 @@ class _Restorer:
         for tid in trapped:
             k.ptrace(k.PTRACE_DETACH, tid, 0, 0, "PTRACE_DETACH")
         log.info("restored %d processes, %d threads", len(self.live), len(trapped))
-
-    def _apply_outside(self, pid: int, t) -> None:
-        for r in t.rlimits:
-            try:
-                k.prlimit(pid, r.resource, (r.cur, r.max))
-            except OSError as e:
-                if e.errno != errno.EPERM:
-                    raise
-                cur, mx = k.prlimit(pid, r.resource)
-                k.prlimit(pid, r.resource, (min(r.cur, mx), mx))
-                log.warning("process %d: rlimit %d hard limit %d needs CAP_SYS_RESOURCE; kept %d",
-                            pid, r.resource, r.max, mx)
-        try:
-            os.setpriority(os.PRIO_PROCESS, pid, t.nice)
-        except OSError as e:
-            log.warning("process %d: cannot set nice %d: %s", pid, t.nice, e.strerror)
 
     def _kill_all(self) -> None:
         for pid in reversed(self.created):
@@ -481,6 +470,7 @@ class _Restorer:
         os.chdir(t.cwd)
         if t.root != "/":
             os.chroot(t.root)
+        task_mod.apply_rlimits(t)
         signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         k.lib.lxc_call_blob(area, args)
 
@@ -667,6 +657,7 @@ class _BlobLayout:
         fds = sorted(f.fd for f in t.fds)
         put("fds", struct.pack(f"<{len(fds)}i", *fds))
         a.keep_fds, a.n_keep_fds = at["fds"], len(fds)
+        a.thp_disable = int(t.thp_disabled)
         return at["args"]
 
 

@@ -177,8 +177,9 @@ class Seizure:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        # collect the tracer's exit reports, so the tasks are gone when we return
-        for t in list(self.tracees.values()):
+        # collect the tracer's exit reports, so the tasks are gone when we return;
+        # a leader's exit is reported only after its other threads are reaped
+        for t in sorted(self.tracees.values(), key=lambda t: t.tid == t.pid):
             try:
                 k.wait(t.tid)
             except OSError:

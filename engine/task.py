@@ -20,7 +20,7 @@ from .seize import SCRATCH, Seizure
 log = logging.getLogger("lxc_cr.task")
 
 NSIG = 64
-RLIMITS = range(16)
+IOPRIO_WHO_PROCESS = 1
 PR_GET_PDEATHSIG = 2
 PR_GET_DUMPABLE = 3
 PR_GET_SECUREBITS = 27
@@ -61,6 +61,8 @@ def dump_thread(s: Seizure, pid: int, tid: int):
     t.sigmask = k.get_sigmask(tid)
     t.siginfo.extend(k.peek_siginfo(tid, shared=False))
     t.comm = proc.stat(pid, tid).comm
+    t.timerslack_ns = int(proc._read(f"/proc/{tid}/timerslack_ns"))
+    t.affinity.extend(sorted(os.sched_getaffinity(tid)))
     t.robust_list, t.robust_len = k.get_robust_list(tid)
     ptr, size, sig = k.get_rseq(tid)
     if ptr:
@@ -85,9 +87,13 @@ def dump_task(s: Seizure, pid: int, tids: list[int]):
     task = pb.Task(pid=pid, comm=st.comm, nice=st.nice)
     task.threads.extend(dump_thread(s, pid, tid) for tid in tids)
     task.creds.CopyFrom(_creds(s, pid, leader, status))
-    for r in RLIMITS:
-        cur, mx = k.prlimit(pid, r)
+    for r, (cur, mx) in enumerate(proc.limits(pid)):
         task.rlimits.add(resource=r, cur=cur, max=mx)
+    task.sched_policy = os.sched_getscheduler(pid)
+    task.sched_priority = os.sched_getparam(pid).sched_priority
+    task.oom_score_adj = int(proc._read(f"/proc/{pid}/oom_score_adj"))
+    task.ioprio = k.syscall("ioprio_get", IOPRIO_WHO_PROCESS, pid)
+    task.thp_disabled = status.get("THP_enabled", "1") == "0"
     for signo in range(1, NSIG + 1):
         if signo in (signal.SIGKILL, signal.SIGSTOP):
             task.sigactions.add()
@@ -142,8 +148,8 @@ def _posix_timers(s: Seizure, pid: int, leader: int):
         mode = {"signal": 0, "none": 1, "thread": 2}.get(notify)
         if mode is None:
             raise UnsupportedError(f"process {pid}: POSIX timer {timer_id} notifies by {notify!r}")
-        if mode == 2 or target.startswith("tid"):
-            mode = 4  # SIGEV_THREAD_ID
+        if target.startswith("tid"):
+            mode |= 4  # SIGEV_THREAD_ID
         _, raw = s.remote_call_out(leader, pid, "timer_gettime", ITIMERSPEC.size, timer_id, SCRATCH)
         i_s, i_ns, v_s, v_ns = ITIMERSPEC.unpack(raw)
         overrun = s.remote_syscall(leader, "timer_getoverrun", timer_id)
@@ -167,3 +173,57 @@ def check_xsave(task, xfeatures_here: int, where: str) -> None:
 
 def uses_amx(thread) -> bool:
     return bool(struct.unpack_from("<Q", thread.xsave, XSTATE_BV_OFFSET)[0] & XFEATURE_AMX)
+
+
+# --- restore: what is set from outside, or by the task before the blob -------------------------
+
+def apply_rlimits(t) -> None:
+    """In the restoring task itself, just before the blob: its own limits.
+
+    A hard limit above the current one needs CAP_SYS_RESOURCE; then the current
+    hard limit stays (rlimit_warnings() told the log beforehand)."""
+    for r in t.rlimits:
+        try:
+            k.prlimit(0, r.resource, (r.cur, r.max))
+        except OSError:
+            _, hard = k.prlimit(0, r.resource)
+            k.prlimit(0, r.resource, (min(r.cur, hard), hard))
+
+
+def rlimit_warnings(t) -> list[str]:
+    out = []
+    for r in t.rlimits:
+        _, hard = k.prlimit(0, r.resource)
+        if r.max > hard:
+            out.append(f"process {t.pid}: hard limit of resource {r.resource} ({r.max}) is above ours "
+                       f"({hard}); raising it needs CAP_SYS_RESOURCE, it stays at {hard}")
+    return out
+
+
+def apply_outside(pid: int, t) -> None:
+    """Scheduling attributes, set by the tracer once the task has trapped (root may set them)."""
+    for th in t.threads:
+        try:
+            os.sched_setscheduler(th.tid, t.sched_policy, os.sched_param(t.sched_priority))
+        except OSError as e:
+            log.warning("process %d: scheduling policy %d: %s", pid, t.sched_policy, e.strerror)
+        try:
+            os.setpriority(os.PRIO_PROCESS, th.tid, t.nice)
+        except OSError as e:
+            log.warning("thread %d: nice %d: %s", th.tid, t.nice, e.strerror)
+        if th.affinity:
+            try:
+                os.sched_setaffinity(th.tid, th.affinity)
+            except OSError as e:
+                log.warning("thread %d: CPU affinity: %s", th.tid, e.strerror)
+        _write_proc(f"/proc/{th.tid}/timerslack_ns", th.timerslack_ns)
+        k.syscall("ioprio_set", IOPRIO_WHO_PROCESS, th.tid, t.ioprio)
+    try:
+        _write_proc(f"/proc/{pid}/oom_score_adj", t.oom_score_adj)
+    except OSError as e:
+        log.warning("process %d: oom_score_adj %d needs CAP_SYS_RESOURCE: %s", pid, t.oom_score_adj, e.strerror)
+
+
+def _write_proc(path: str, value: int) -> None:
+    with open(path, "w") as f:
+        f.write(str(value))

@@ -56,6 +56,7 @@
 #define PR_SET_MM_MAP    14
 #define PR_SET_CHILD_SUBREAPER 36
 #define PR_SET_NO_NEW_PRIVS 38
+#define PR_SET_THP_DISABLE 41
 #define PR_CAP_AMBIENT   47
 #define PR_CAP_AMBIENT_RAISE 2
 #define PR_TIMER_CREATE_RESTORE_IDS 77
@@ -268,6 +269,33 @@ static long new_thread(struct rst_args *a, struct rst_thread *t, uint64_t stack_
     return ret;
 }
 
+/* POSIX timers with their ids; after the threads exist, as a timer may notify one of them. */
+static void restore_timers(struct rst_args *a)
+{
+    a->step = RST_STEP_TIMER;
+    if (a->n_timers) {
+        struct rst_posix_timer *pt = (struct rst_posix_timer *)a->timers;
+        CHECK(a, RST_STEP_TIMER, sys5(__NR_prctl, PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0));
+        for (uint32_t i = 0; i < a->n_timers; i++) {
+            struct { uint64_t value; int32_t signo, notify; int32_t tid; int32_t pad[11]; } sev;
+            memset(&sev, 0, sizeof(sev));
+            sev.value = pt[i].sigev_value;
+            sev.signo = pt[i].sigev_signo;
+            sev.notify = pt[i].sigev_notify;
+            sev.tid = pt[i].notify_tid;
+            int32_t id = pt[i].id;
+            CHECK(a, RST_STEP_TIMER, sys3(__NR_timer_create, pt[i].clock_id, &sev, &id));
+            if (id != pt[i].id)
+                fail(a, RST_STEP_TIMER, -17);
+            struct { int64_t is, ins, vs, vns; } its = {
+                pt[i].interval_sec, pt[i].interval_nsec, pt[i].value_sec, pt[i].value_nsec };
+            if (its.vs || its.vns)
+                CHECK(a, RST_STEP_TIMER, sys4(__NR_timer_settime, id, 0, &its, 0));
+        }
+        sys5(__NR_prctl, PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0);
+    }
+}
+
 static void __attribute__((noreturn, used)) restore_main(struct rst_args *a)
 {
     a->step = RST_STEP_START;
@@ -305,34 +333,13 @@ static void __attribute__((noreturn, used)) restore_main(struct rst_args *a)
     for (int which = 0; which < 3; which++)
         CHECK(a, RST_STEP_ITIMER, sys3(__NR_setitimer, which, &a->itimers[which], 0));
 
-    a->step = RST_STEP_TIMER;
-    if (a->n_timers) {
-        struct rst_posix_timer *pt = (struct rst_posix_timer *)a->timers;
-        CHECK(a, RST_STEP_TIMER, sys5(__NR_prctl, PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0));
-        for (uint32_t i = 0; i < a->n_timers; i++) {
-            struct { uint64_t value; int32_t signo, notify; int32_t tid; int32_t pad[11]; } sev;
-            memset(&sev, 0, sizeof(sev));
-            sev.value = pt[i].sigev_value;
-            sev.signo = pt[i].sigev_signo;
-            sev.notify = pt[i].sigev_notify;
-            sev.tid = pt[i].notify_tid;
-            int32_t id = pt[i].id;
-            CHECK(a, RST_STEP_TIMER, sys3(__NR_timer_create, pt[i].clock_id, &sev, &id));
-            if (id != pt[i].id)
-                fail(a, RST_STEP_TIMER, -17);
-            struct { int64_t is, ins, vs, vns; } its = {
-                pt[i].interval_sec, pt[i].interval_nsec, pt[i].value_sec, pt[i].value_nsec };
-            if (its.vs || its.vns)
-                CHECK(a, RST_STEP_TIMER, sys4(__NR_timer_settime, id, 0, &its, 0));
-        }
-        sys5(__NR_prctl, PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0);
-    }
-
     a->step = RST_STEP_TASK;
     sys1(__NR_personality, a->personality);
     sys1(__NR_umask, a->umask);
     CHECK(a, RST_STEP_TASK, sys5(__NR_prctl, PR_SET_CHILD_SUBREAPER, a->child_subreaper, 0, 0, 0));
     CHECK(a, RST_STEP_TASK, sys5(__NR_prctl, PR_SET_DUMPABLE, a->dumpable, 0, 0, 0));
+    if (a->thp_disable)
+        CHECK(a, RST_STEP_TASK, sys5(__NR_prctl, PR_SET_THP_DISABLE, 1, 0, 0, 0));
 
     a->step = RST_STEP_FDS;
     int32_t *keep = (int32_t *)a->keep_fds;
@@ -353,6 +360,7 @@ static void __attribute__((noreturn, used)) restore_main(struct rst_args *a)
             fail(a, RST_STEP_THREADS, r < 0 ? r : -17);
     }
 
+    restore_timers(a);
     thread_setup(a, &th[0]);
     restore_creds(a);
     drain_signals();

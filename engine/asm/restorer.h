@@ -148,7 +148,7 @@ struct rst_args {
     /* File descriptors to keep; every other descriptor is closed. Sorted. */
     uint64_t keep_fds;        /* -> int32_t[n_keep_fds] */
     uint32_t n_keep_fds;
-    uint32_t pad;
+    int32_t  thp_disable;     /* PR_SET_THP_DISABLE */
 };
 
 /* Values of rst_args.step, so that a failure can be named. */

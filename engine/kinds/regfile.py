@@ -30,7 +30,7 @@ def dump(ctx, pid: int, fd: int, link: str, st: os.stat_result, entry):
         name, out = ctx.data_file("ghost")
         src = os.open(f"/proc/{pid}/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            k.copy_file_range(src, 0, out, 0, st.st_size)
+            k.copy_range(src, 0, out, 0, st.st_size)
         finally:
             os.close(src)
             os.close(out)
@@ -53,7 +53,7 @@ def open(ctx, entry, msg) -> int:
     if stat.S_IFMT(st.st_mode) != stat.S_IFMT(msg.mode):
         os.close(fd)
         raise ImageError(f"{msg.path} is no longer the same type of file")
-    if stat.S_ISREG(st.st_mode) or entry.pos:
+    if entry.pos and not entry.flags & os.O_PATH:
         os.lseek(fd, entry.pos, os.SEEK_SET)
     return fd
 
@@ -69,14 +69,14 @@ def _recreate_unlinked(ctx, msg, flags: int) -> int:
         tmp = os.open(msg.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, stat.S_IMODE(msg.mode))
         linked = True
     except OSError:
-        # the name is taken again (or the directory is gone): an anonymous file in the same place
-        tmp = os.open(os.path.dirname(msg.path) or "/", os.O_RDWR | os.O_TMPFILE | os.O_CLOEXEC,
-                      stat.S_IMODE(msg.mode))
+        # the name is taken again, or its directory is gone too: a nameless file as
+        # close to the old place as still exists
+        tmp = os.open(_nearest_dir(msg.path), os.O_RDWR | os.O_TMPFILE | os.O_CLOEXEC, stat.S_IMODE(msg.mode))
         linked = False
     try:
         src = ctx.images.open(msg.data)
         try:
-            k.copy_file_range(src, 0, tmp, 0, size)
+            k.copy_range(src, 0, tmp, 0, size)
         finally:
             os.close(src)
         return os.open(f"/proc/self/fd/{tmp}", flags | os.O_CLOEXEC)
@@ -84,3 +84,10 @@ def _recreate_unlinked(ctx, msg, flags: int) -> int:
         if linked:
             os.unlink(msg.path)
         os.close(tmp)
+
+
+def _nearest_dir(path: str) -> str:
+    d = os.path.dirname(path)
+    while not os.path.isdir(d):
+        d = os.path.dirname(d)
+    return d
