@@ -198,13 +198,14 @@ def _add_helpers(pstree) -> None:
     helpers = []
     for p in list(pstree.processes):
         if p.sid not in procs and p.sid != outside_sid and p.sid not in [h.pid for h in helpers]:
-            helper = pb.Process(pid=p.sid, ppid=p.ppid, pgid=p.sid, sid=p.sid, state=pb.Process.HELPER)
+            parent, sid = p.ppid, p.sid
+            helper = pb.Process(pid=sid, ppid=parent, pgid=sid, sid=sid, state=pb.Process.HELPER)
             helpers.append(helper)
-            procs[p.sid] = helper
+            procs[sid] = helper
             # every task of that session whose parent is the helper's parent hangs below the helper
             for q in pstree.processes:
-                if q.sid == p.sid and q.ppid == p.ppid:
-                    q.ppid = p.sid
+                if q.sid == sid and q.ppid == parent:
+                    q.ppid = sid
     for p in list(pstree.processes) + helpers:
         if p.pgid not in procs and p.sid != outside_sid:
             # the session leader (or its helper) forks the group's helper

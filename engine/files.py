@@ -165,6 +165,25 @@ def move_above(fd: int, base: int) -> int:
     return new
 
 
+def new_deleted_file(path: str, mode: int) -> int:
+    """A file that looks like the deleted `path` did: created there and unlinked again
+    (so /proc shows "path (deleted)"), or, if the name is taken or its directory is
+    gone, a nameless file as close to it as still exists.  Returns an O_RDWR fd."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode & 0o7777)
+        os.unlink(path)
+        return fd
+    except OSError:
+        pass
+    d = os.path.dirname(path)
+    while not os.path.isdir(d):
+        d = os.path.dirname(d)
+    try:
+        return os.open(d, os.O_RDWR | os.O_TMPFILE | os.O_CLOEXEC, mode & 0o7777)
+    except OSError as e:
+        raise ImageError(f"cannot recreate deleted file {path} in {d}: {e.strerror}") from None
+
+
 def validate_fds(task, files_ids: set[int], where: str) -> None:
     seen = set()
     for f in task.fds:

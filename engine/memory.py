@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from . import kernel as k
 from . import proc
 from .errors import DumpError, ImageError, UnsupportedError
+from .files import new_deleted_file
 
 log = logging.getLogger("lxc_cr.memory")
 
@@ -30,6 +31,8 @@ IOV_MAX = 1024
 MADVICE = {"dd": 16, "dc": 10, "wf": 18, "hg": 14, "nh": 15, "mg": 12}
 SPECIAL = {"[vdso]": "VDSO", "[vvar]": "VVAR", "[vvar_vclock]": "VVAR_VCLOCK", "[vsyscall]": "VSYSCALL"}
 SHARED_ANON_PATH = "/dev/zero (deleted)"
+DELETED = " (deleted)"
+DELETED_FILE_LIMIT = 256 << 20
 
 
 def _pb():
@@ -47,8 +50,10 @@ def prot_of(perms: str) -> int:
 @dataclass
 class ShmemObject:
     id: int
-    fd: int         # our own fd on the shmem file, via map_files
+    fd: int         # our own fd on the object, via map_files
     size: int
+    path: str       # a deleted file's old path; "" for anonymous shared memory
+    mode: int
 
 
 class MemoryDumper:
@@ -72,9 +77,12 @@ class MemoryDumper:
             elif m.path == SHARED_ANON_PATH and shared:
                 vma.kind = pb.Vma.ANON_SHARED
                 vma.shmem_id = self._shmem_object(pid, m).id
-            elif m.path.startswith("/") and not m.path.endswith(" (deleted)") and m.inode:
+            elif m.path.startswith("/") and m.inode:
                 vma.kind = pb.Vma.FILE_SHARED if shared else pb.Vma.FILE_PRIVATE
                 vma.path = m.path
+                if m.path.endswith(DELETED):
+                    vma.path = m.path[:-len(DELETED)]
+                    vma.shmem_id = self._shmem_object(pid, m, vma.path).id
             elif m.inode == 0 and not shared:
                 vma.kind = pb.Vma.ANON_PRIVATE
             else:
@@ -88,15 +96,20 @@ class MemoryDumper:
             out.append(vma)
         return out
 
-    def _shmem_object(self, pid: int, m) -> ShmemObject:
-        path = f"/proc/{pid}/map_files/{m.start:x}-{m.end:x}"
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    def _shmem_object(self, pid: int, m, deleted_path: str = "") -> ShmemObject:
+        """The object behind a mapping that must be saved with its content, once."""
+        fd = os.open(f"/proc/{pid}/map_files/{m.start:x}-{m.end:x}", os.O_RDONLY | os.O_CLOEXEC)
         st = os.fstat(fd)
         key = (st.st_dev, st.st_ino)
         if key in self.shmem:
             os.close(fd)
             return self.shmem[key]
-        obj = ShmemObject(id=len(self.shmem) + 1, fd=fd, size=st.st_size)
+        if deleted_path and st.st_size > DELETED_FILE_LIMIT:
+            os.close(fd)
+            raise UnsupportedError(f"process {pid}: mapped deleted file {deleted_path} is larger than "
+                                   f"{DELETED_FILE_LIMIT >> 20} MiB")
+        obj = ShmemObject(id=len(self.shmem) + 1, fd=fd, size=st.st_size, path=deleted_path,
+                          mode=st.st_mode & 0o7777)
         self.shmem[key] = obj
         return obj
 
@@ -154,7 +167,7 @@ class MemoryDumper:
         pb = _pb()
         table = pb.SharedMemory()
         for obj in self.shmem.values():
-            entry = table.objects.add(id=obj.id, size=obj.size)
+            entry = table.objects.add(id=obj.id, size=obj.size, path=obj.path, mode=obj.mode)
             out = self.images.create(f"shmem-{obj.id}.img")
             try:
                 written = 0
@@ -284,22 +297,20 @@ def premap(mm, pages_fd: int, shmem_fds: dict[int, int], base: int, where: str) 
         if v.kind == pb.Vma.ANON_PRIVATE:
             addr = k.mmap(cursor, length, k.PROT_READ | k.PROT_WRITE,
                           flags | k.MAP_PRIVATE | k.MAP_ANONYMOUS | k.MAP_NORESERVE)
-        elif v.kind == pb.Vma.FILE_PRIVATE:
-            fd = _open_mapped(v.path, os.O_RDONLY, where)
+        elif v.kind in (pb.Vma.FILE_PRIVATE, pb.Vma.FILE_SHARED, pb.Vma.ANON_SHARED):
+            private = v.kind == pb.Vma.FILE_PRIVATE
+            if v.shmem_id:
+                if v.shmem_id not in shmem_fds:
+                    raise ImageError(f"{where}: VMA {v.start:#x} names unknown memory object {v.shmem_id}")
+                fd = os.dup(shmem_fds[v.shmem_id])
+            else:
+                fd = _open_mapped(v.path, os.O_RDWR if v.prot & k.PROT_WRITE and not private else os.O_RDONLY,
+                                  where)
             try:
-                addr = k.mmap(cursor, length, k.PROT_READ | k.PROT_WRITE, flags | k.MAP_PRIVATE, fd, v.pgoff)
+                addr = k.mmap(cursor, length, k.PROT_READ | k.PROT_WRITE if private else v.prot,
+                              flags | (k.MAP_PRIVATE if private else k.MAP_SHARED), fd, v.pgoff)
             finally:
                 os.close(fd)
-        elif v.kind == pb.Vma.FILE_SHARED:
-            fd = _open_mapped(v.path, os.O_RDWR if v.prot & k.PROT_WRITE else os.O_RDONLY, where)
-            try:
-                addr = k.mmap(cursor, length, v.prot, flags | k.MAP_SHARED, fd, v.pgoff)
-            finally:
-                os.close(fd)
-        elif v.kind == pb.Vma.ANON_SHARED:
-            if v.shmem_id not in shmem_fds:
-                raise ImageError(f"{where}: VMA {v.start:#x} names unknown shared memory {v.shmem_id}")
-            addr = k.mmap(cursor, length, v.prot, flags | k.MAP_SHARED, shmem_fds[v.shmem_id], v.pgoff)
         else:
             raise ImageError(f"{where}: unknown VMA kind {v.kind}")
         # fill the pages that belong to this VMA
@@ -350,29 +361,38 @@ def _open_mapped(path: str, flags: int, where: str) -> int:
 
 
 def restore_shmem(images, table) -> dict[int, int]:
-    """Create each shared anonymous object, fill it, and return id -> fd."""
+    """Recreate each memory object, fill it, and return id -> fd."""
     fds = {}
     for obj in table.objects:
-        if obj.size % PAGE or obj.size > 1 << 40:
-            raise ImageError(f"shmem.img: bad size {obj.size} of object {obj.id}")
-        addr = k.mmap(0, obj.size, k.PROT_READ | k.PROT_WRITE, k.MAP_SHARED | k.MAP_ANONYMOUS)
+        if obj.size > 1 << 40 or (not obj.path and obj.size % PAGE) or obj.id in fds or obj.id == 0:
+            raise ImageError(f"shmem.img: bad object {obj.id} (size {obj.size})")
+        if obj.path and not obj.path.startswith("/"):
+            raise ImageError(f"shmem.img: object {obj.id} has a relative path")
+        fd = new_deleted_file(obj.path, obj.mode) if obj.path else _new_shared_anon(obj.size)
+        data = images.open(f"shmem-{obj.id}.img")
         try:
-            fd = os.open(f"/proc/self/map_files/{addr:x}-{addr + obj.size:x}", os.O_RDWR | os.O_CLOEXEC)
-            data = images.open(f"shmem-{obj.id}.img")
-            try:
-                src = 0
-                for run in obj.pages:
-                    length = run.nr_pages * PAGE
-                    if run.addr + length > obj.size:
-                        raise ImageError(f"shmem.img: object {obj.id} data outside its size")
-                    k.copy_range(data, src, fd, run.addr, length)
-                    src += length
-            finally:
-                os.close(data)
+            src = 0
+            for run in obj.pages:
+                length = run.nr_pages * PAGE
+                if run.addr % PAGE or run.addr + length > -(-obj.size // PAGE) * PAGE:
+                    raise ImageError(f"shmem.img: object {obj.id} data outside its size")
+                k.copy_range(data, src, fd, run.addr, length)
+                src += length
+            if obj.path:
+                os.ftruncate(fd, obj.size)     # the last run is rounded up to a page
         finally:
-            k.munmap(addr, obj.size)
+            os.close(data)
         fds[obj.id] = fd
     return fds
+
+
+def _new_shared_anon(size: int) -> int:
+    """The shmem object a MAP_SHARED|MAP_ANONYMOUS mapping has, as an fd."""
+    addr = k.mmap(0, size, k.PROT_READ | k.PROT_WRITE, k.MAP_SHARED | k.MAP_ANONYMOUS)
+    try:
+        return os.open(f"/proc/self/map_files/{addr:x}-{addr + size:x}", os.O_RDWR | os.O_CLOEXEC)
+    finally:
+        k.munmap(addr, size)
 
 
 VDSO_NAMES = ("[vvar]", "[vvar_vclock]", "[vdso]")

@@ -329,8 +329,9 @@ class _Restorer:
                 self._check_blob(tid, want[tid])
                 trapped[tid] = want[tid]
                 return
-        # anything else (SIGCHLD from the zombies being made...) is not the tree's: drop it
-        k.ptrace(k.PTRACE_CONT, tid, 0, 0)
+        # a zombie-to-be replaying its death gets its signal; anything else
+        # (SIGCHLD from the zombies being made...) is not the tree's: drop it
+        k.ptrace(k.PTRACE_CONT, tid, 0, sig if tid in self.expected_exits else 0)
 
     def _check_blob(self, tid: int, pid: int) -> None:
         args, _, _ = self._slot(pid)
@@ -506,10 +507,10 @@ def _become_zombie(status: int) -> None:
     """Exit so that the parent's wait() sees exactly `status`."""
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        import resource
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))   # no core file for a replayed death
-        signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+        k.prlimit(0, 4, (0, 0))       # RLIMIT_CORE: no core file for a replayed death
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
         os.kill(os.getpid(), sig)
         time.sleep(10)
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 0)

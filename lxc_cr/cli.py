@@ -192,6 +192,10 @@ def _supervised(work) -> int:
         code = _fail(str(e))
     except Abandoned:
         code = _fail("lxc-cr was killed; the dump was abandoned and the tree released")
+    except BaseException as e:  # a bug: the log gets the traceback, the terminal one line
+        import logging
+        logging.getLogger("lxc_cr").exception("internal error")
+        code = _fail(f"internal error: {type(e).__name__}: {e}")
     finally:
         sys.stdout.flush()
         os._exit(code)

@@ -6,6 +6,7 @@ import stat
 
 from .. import kernel as k
 from ..errors import ImageError, UnsupportedError
+from ..files import new_deleted_file
 from .regfile_pb2 import RegFile as MESSAGE
 
 NAME = "regfile"
@@ -59,20 +60,13 @@ def open(ctx, entry, msg) -> int:
 
 
 def _recreate_unlinked(ctx, msg, flags: int) -> int:
-    """Rebuild the unlinked file under its old name, open it as the task had it, unlink it again."""
+    """Rebuild the unlinked file with its content and open it as the task had it."""
     if not msg.data.startswith("ghost-") or "/" in msg.data:
         raise ImageError(f"files.img: bad data image name {msg.data!r}")
     size = ctx.images.size(msg.data)
     if size != msg.size:
         raise ImageError(f"{msg.data}: holds {size} bytes, expected {msg.size}")
-    try:
-        tmp = os.open(msg.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, stat.S_IMODE(msg.mode))
-        linked = True
-    except OSError:
-        # the name is taken again, or its directory is gone too: a nameless file as
-        # close to the old place as still exists
-        tmp = os.open(_nearest_dir(msg.path), os.O_RDWR | os.O_TMPFILE | os.O_CLOEXEC, stat.S_IMODE(msg.mode))
-        linked = False
+    tmp = new_deleted_file(msg.path, stat.S_IMODE(msg.mode))
     try:
         src = ctx.images.open(msg.data)
         try:
@@ -81,13 +75,4 @@ def _recreate_unlinked(ctx, msg, flags: int) -> int:
             os.close(src)
         return os.open(f"/proc/self/fd/{tmp}", flags | os.O_CLOEXEC)
     finally:
-        if linked:
-            os.unlink(msg.path)
         os.close(tmp)
-
-
-def _nearest_dir(path: str) -> str:
-    d = os.path.dirname(path)
-    while not os.path.isdir(d):
-        d = os.path.dirname(d)
-    return d
