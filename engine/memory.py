@@ -140,7 +140,7 @@ class MemoryDumper:
             offset = 0
             for chunk in _chunks(runs, BATCH):
                 local = k.iovecs([(self.buf_addr, sum(n for _, n in chunk))])
-                if all(_inside(a, n * PAGE, readable) for a, n in chunk):
+                if all(_inside(a, n, readable) for a, n in chunk):
                     remote = k.iovecs([(a, n) for a, n in chunk])
                     got = k.process_vm_readv(pid, local, 1, remote, len(chunk))
                 else:
@@ -183,8 +183,8 @@ class MemoryDumper:
 
 
 def _chunks(runs, limit):
-    """Split runs (address, pages) into batches of at most `limit` bytes and IOV_MAX entries,
-    converting pages to bytes."""
+    """Split runs (address, pages) into batches of (address, bytes) of at most `limit`
+    bytes and IOV_MAX entries."""
     batch, size = [], 0
     for addr, npages in runs:
         length = npages * PAGE
