@@ -41,7 +41,7 @@ ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK = 512, 513, 5
 PR_SET_CHILD_SUBREAPER = 36
 
 # control block shared by every restoring task and the tracer
-CB_FORKED, CB_GROUPS, CB_GO, CB_ERRLEN = 0, 4, 8, 12
+CB_FORKED, CB_GROUPS, CB_GO, CB_ERRLEN, CB_LEADERS = 0, 4, 8, 12, 16
 CB_ERROR = 64
 CB_SLOTS = 4096
 SLOT = struct.Struct("<iiQQQ")        # pid, pad, args address, blob area start, size
@@ -386,7 +386,12 @@ class _Restorer:
         os._exit(1)
 
     def _task_report(self, pid: int, e: BaseException) -> None:
-        text = str(e) if isinstance(e, CRError) else f"process {pid}: {type(e).__name__}: {e}"
+        if isinstance(e, CRError):
+            text = str(e)
+        else:
+            import traceback
+            where = traceback.extract_tb(e.__traceback__)[-1]
+            text = f"process {pid}: {type(e).__name__}: {e} (at {os.path.basename(where.filename)}:{where.lineno})"
         data = text.encode()[:CB_SLOTS - CB_ERROR - 1]
         if self._cb_u32(CB_ERRLEN) == 0:
             k.ffi.memmove(k.ffi.cast("char *", self.cb + CB_ERROR), data, len(data))
@@ -409,6 +414,10 @@ class _Restorer:
             if k.clone3_fork(0, [child.pid]) == 0:
                 self._task_main(child)
         self._barrier(CB_FORKED)
+        # group leaders first: a member can only join a group that exists
+        if p.pgid == p.pid and os.getpgid(0) != p.pid:
+            os.setpgid(0, 0)
+        self._barrier(CB_LEADERS)
         if p.pgid != os.getpgid(0):
             os.setpgid(0, p.pgid)
         self._barrier(CB_GROUPS)
