@@ -127,10 +127,7 @@ class _Collector:
         pids = set(self.s.processes)
         root = proc.stat(self.plan.pid)
         if self.plan.shell_job:
-            if root.pgid not in pids:
-                raise UnsupportedError(f"process {self.plan.pid} is in process group {root.pgid}, "
-                                       f"whose leader is outside the tree")
-            return
+            return          # restore puts the job in the caller's session (and group, if need be)
         if root.sid not in pids:
             raise UnsupportedError(f"process {self.plan.pid} is in session {root.sid}, whose leader is "
                                    f"outside the tree (a job started from a shell? use --shell-job)")

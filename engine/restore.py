@@ -197,6 +197,9 @@ class _Restorer:
         self.live = [p for p in self.procs if p.state in (pb.Process.ALIVE, pb.Process.STOPPED)]
         self.expected_exits = {p.pid for p in self.procs if p.state in (pb.Process.ZOMBIE, pb.Process.HELPER)}
         self.index = {p.pid: i for i, p in enumerate(self.procs)}
+        # a shell job's session, and maybe group, belong to the shell: restore
+        # leaves the job in the caller's (only a shell job's images have these)
+        self.outside = {p.pgid for p in self.procs if p.pgid not in self.index}
         self.created: list[int] = []
         self.base_fd = 3 + max([f.fd for t in img.tasks.values() for f in t.fds] + [2])
         self.cb = 0
@@ -418,7 +421,7 @@ class _Restorer:
         if p.pgid == p.pid and os.getpgid(0) != p.pid:
             os.setpgid(0, 0)
         self._barrier(CB_LEADERS)
-        if p.pgid != os.getpgid(0):
+        if p.pgid != os.getpgid(0) and p.pgid not in self.outside:
             os.setpgid(0, p.pgid)
         self._barrier(CB_GROUPS)
         if p.state == pb.Process.HELPER:

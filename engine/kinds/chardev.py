@@ -34,9 +34,10 @@ def open(ctx, entry, msg) -> int:
     if msg.shell_tty:
         if not ctx.shell_job:
             raise ImageError("the dump holds a shell job's terminal: restore with --shell-job")
+        # share the caller's open terminal, as a job shares its shell's
         for fd in (0, 1, 2):
             if os.isatty(fd):
-                return os.open(f"/proc/self/fd/{fd}", entry.flags | os.O_CLOEXEC | os.O_NOCTTY)
+                return os.dup(fd)
         raise ImageError("--shell-job restore needs a terminal on stdin, stdout or stderr")
     if (msg.rdev_major, msg.rdev_minor) not in STATELESS:
         raise ImageError(f"files.img: device {msg.path} ({msg.rdev_major}:{msg.rdev_minor}) not supported")
