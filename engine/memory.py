@@ -2,8 +2,11 @@
 
 Dump: smaps gives the VMAs; PAGEMAP_SCAN picks the pages that hold data of
 their own (present or swapped, not file-backed, not the zero page); the data
-goes from the task straight into pages-PID.img (process_vm_readv into a
-native buffer, pwritev out of it: it never becomes a Python object).
+goes from the task to pages-PID.img through one native 4 MiB buffer
+(process_vm_readv in, pwritev out): it never becomes a Python object.  Reading
+straight into a mapped window of the image file was measured slower here
+(populating shared file mappings costs more than the second copy; see
+docs/BENCHMARKS.md).
 Shared anonymous memory is saved once per object, from its shmem file.
 
 Restore: every VMA is first built at a "premap" address that is free both in
