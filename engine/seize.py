@@ -246,6 +246,7 @@ class _Scratch:
 SCRATCH = _Scratch()
 
 _SYSCALL_OFFSET: int | None = None
+_SITES: dict[int, int] = {}      # pid -> syscall site; the vDSO does not move while we hold the task
 
 
 def vdso_range(pid: int | str) -> tuple[int, int] | None:
@@ -265,7 +266,9 @@ def syscall_site(pid: int) -> int:
         if off < 0:
             raise DumpError("no syscall instruction in this kernel's vDSO")
         _SYSCALL_OFFSET = off
-    r = vdso_range(pid)
-    if r is None:
-        raise DumpError(f"process {pid} has no vDSO; cannot run system calls in it")
-    return r[0] + _SYSCALL_OFFSET
+    if pid not in _SITES:
+        r = vdso_range(pid)
+        if r is None:
+            raise DumpError(f"process {pid} has no vDSO; cannot run system calls in it")
+        _SITES[pid] = r[0] + _SYSCALL_OFFSET
+    return _SITES[pid]
