@@ -6,12 +6,16 @@ The demo program (tests/integration/progs/counter.c) prints a counter and holds
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 
+from .engine import kernel
+
+PR_SET_CHILD_SUBREAPER = 36
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LXC_CR = os.path.join(ROOT, ".venv", "bin", "lxc-cr")
 COUNTER = os.path.join(ROOT, "tests", "integration", "progs", "bin", "counter")
@@ -44,6 +48,8 @@ def run(*args: str) -> None:
 
 
 def main() -> int:
+    # the restored program is reparented to us when `lxc-cr restore -d` exits
+    kernel.syscall("prctl", PR_SET_CHILD_SUBREAPER, 1)
     work = tempfile.mkdtemp(prefix="lxc-cr-demo-")
     images = os.path.join(work, "images")
     log = os.path.join(work, "counter.log")
@@ -56,10 +62,12 @@ def main() -> int:
     say(f"checkpoint it (PID {pid}) into {images}")
     run(LXC_CR, "dump", "-t", str(pid), "-D", images)
     proc.wait()
+    offset = follow(log, 0.1, offset)          # what it printed before it was frozen
     print(f"   PID {pid} is {'still there?!' if os.path.exists(f'/proc/{pid}') else 'gone'}; "
           f"images: {len(os.listdir(images))} files, "
           f"{sum(os.path.getsize(os.path.join(images, f)) for f in os.listdir(images)) >> 20} MiB")
-    offset = follow(log, 1.0, offset)
+    time.sleep(1.0)
+    print(f"   nothing printed for a second: {'right' if os.path.getsize(log) == offset else 'WRONG'}")
     say("restore it")
     pidfile = os.path.join(work, "pid")
     run(LXC_CR, "restore", "-D", images, "-d", "--pidfile", pidfile)
@@ -71,8 +79,10 @@ def main() -> int:
     os.kill(restored, signal.SIGUSR1)
     offset = follow(log, 1.0, offset)
     os.kill(restored, signal.SIGTERM)
+    os.waitpid(restored, 0)                     # ours again: we are its subreaper
     with open(log) as f:
         ok = "PASS" in f.read()
+    shutil.rmtree(work)
     say("done: the program continued where it stopped" if ok else "FAILED")
     return 0 if ok else 1
 
