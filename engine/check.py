@@ -54,8 +54,8 @@ def _timer_ids():
 
 
 def _blob():
-    from .restore import _read_blob
-    return f"{len(_read_blob())} bytes"
+    from .restorer import read_blob
+    return f"{len(read_blob())} bytes"
 
 
 def _xsave():

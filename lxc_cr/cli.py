@@ -96,13 +96,24 @@ def main(argv: list[str] | None = None) -> int:
     handler = COMMANDS.get(args.command)
     if handler is None:
         return _fail(f"unknown command {args.command!r} (see lxc-cr --help)")
+    return _guarded(lambda: handler(args))
+
+
+def _guarded(work) -> int:
+    """Run work(); every error becomes one line on stderr and exit status 1."""
     from .engine.errors import CRError
     try:
-        return handler(args)
+        return work()
     except CRError as e:
         return _fail(str(e))
     except KeyboardInterrupt:
         return _fail("interrupted")
+    except Abandoned:
+        return _fail("lxc-cr was killed; the dump was abandoned and the tree released")
+    except Exception as e:  # a bug: the log gets the traceback, the terminal one line
+        import logging
+        logging.getLogger("lxc_cr").exception("internal error")
+        return _fail(f"internal error: {type(e).__name__}: {e}")
 
 
 def _out(text: str) -> None:
@@ -167,7 +178,6 @@ def _supervised(work) -> int:
     the child roll back: release the tree unchanged and remove partial images."""
     import signal
     from .engine import kernel
-    from .engine.errors import CRError
     parent = os.getpid()
     pid = os.fork()
     if pid:
@@ -180,22 +190,17 @@ def _supervised(work) -> int:
 
     def abandoned(*_):
         raise Abandoned()
+
+    def checked_work():
+        if os.getppid() != parent:
+            raise Abandoned()
+        work()
+        return 0
     signal.signal(signal.SIGTERM, abandoned)
     kernel.syscall("prctl", 1, signal.SIGTERM)        # PR_SET_PDEATHSIG
     code = 1
     try:
-        if os.getppid() != parent:
-            raise Abandoned()
-        work()
-        code = 0
-    except CRError as e:
-        code = _fail(str(e))
-    except Abandoned:
-        code = _fail("lxc-cr was killed; the dump was abandoned and the tree released")
-    except BaseException as e:  # a bug: the log gets the traceback, the terminal one line
-        import logging
-        logging.getLogger("lxc_cr").exception("internal error")
-        code = _fail(f"internal error: {type(e).__name__}: {e}")
+        code = _guarded(checked_work)
     finally:
         sys.stdout.flush()
         os._exit(code)
