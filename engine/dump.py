@@ -50,7 +50,10 @@ def dump(plan) -> DumpStats:
         t1 = time.monotonic()
         stats.freezing_time = t1 - t0
         collector = _Collector(plan, images, seizure)
-        collector.collect()
+        try:
+            collector.collect()
+        finally:
+            collector.file_ctx.close()
         fault_point("collect")
         seizure.drop_scratch()
         collector.write()
@@ -88,7 +91,8 @@ class _Collector:
         self.images = images
         self.s = seizure
         self.memory = MemoryDumper(images)
-        self.files = files_mod.FileTable(files_mod.DumpContext(images, plan.shell_job))
+        self.file_ctx = files_mod.DumpContext(images, plan, set(seizure.processes))
+        self.files = files_mod.FileTable(self.file_ctx)
         self.tasks = {}
         self.mms = {}
         self.pstree = _pb().Pstree()

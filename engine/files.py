@@ -5,7 +5,19 @@ share one when kcmp(KCMP_FILE) says so); each description is described once
 by the kind module that recognises it, in files.img.
 Restore: the orchestrator opens every description once, before the tree is
 forked, at fd numbers above all the dumped ones; each task then dup3()s the
-ones it had to their numbers, so that shared descriptions stay shared.
+ones it had to their numbers, so that shared descriptions stay shared.  Kinds
+that need the task itself (its fd numbers, its PID) finish in `in_task`.
+
+A kind module (engine/kinds/) provides:
+    NAME                  the kind's name in files.img
+    MESSAGE               its protobuf detail message
+    matches(link, st)     does this open file belong to the kind?
+    dump(ctx, f) -> detail            f: a FileRef; may call ctx.* helpers
+    open(ctx, entry, detail) -> fd    in the orchestrator, before the tree exists
+and optionally:
+    in_task(ctx, entry, detail, fds)  in the first restoring task holding the
+                                      file, after its fds are installed; fds are
+                                      the task's numbers for this file
 """
 from __future__ import annotations
 
@@ -35,18 +47,66 @@ def kinds():
     return KINDS
 
 
+def kind_named(name: str):
+    for kind in kinds():
+        if kind.NAME == name:
+            return kind
+    return None
+
+
+@dataclass
+class FileRef:
+    """One open file of a frozen task, as a kind module's dump sees it."""
+    pid: int            # the task holding it (our own PID for files found in flight)
+    fd: int             # its number there
+    link: str           # readlink of /proc/PID/fd/FD
+    st: os.stat_result  # stat of the file it refers to
+    info: dict          # /proc/PID/fdinfo/FD
+    entry: object       # the FileEntry being filled (id, flags and pos are set)
+
+
 @dataclass
 class DumpContext:
-    """What a kind module's dump may use: the image dir and the dump's options."""
+    """What a kind module's dump may use."""
     images: object
-    shell_job: bool
+    plan: object
+    tree: set                                   # PIDs of the dumped tree
+    table: "FileTable | None" = None
     next_data_id: int = 0
+    _local: dict = field(default_factory=dict)  # (pid, fd) -> our fd on the same open file
+
+    @property
+    def shell_job(self) -> bool:
+        return self.plan.shell_job
 
     def data_file(self, prefix: str) -> tuple[str, int]:
-        """A new raw data image (e.g. the content of an unlinked file)."""
+        """A new raw data image (the content of an unlinked file, queued bytes...)."""
         self.next_data_id += 1
         name = f"{prefix}-{self.next_data_id}.img"
         return name, self.images.create(name)
+
+    def local_fd(self, f: FileRef) -> int:
+        """Our own fd on the task's open file description (pidfd_getfd): it shares
+        offsets and queues, so read nothing from it that the task would miss."""
+        if f.pid == os.getpid():
+            return f.fd
+        key = (f.pid, f.fd)
+        if key not in self._local:
+            pidfd = k.pidfd_open(f.pid)
+            try:
+                self._local[key] = k.pidfd_getfd(pidfd, f.fd)
+            finally:
+                os.close(pidfd)
+        return self._local[key]
+
+    def file_id_of_local(self, fd: int) -> int:
+        """Dump a file we hold ourselves (e.g. one received from a queue) and return its id."""
+        return self.table.entry_for(os.getpid(), fd).id
+
+    def close(self) -> None:
+        for fd in self._local.values():
+            os.close(fd)
+        self._local.clear()
 
 
 @dataclass
@@ -63,21 +123,22 @@ class FileTable:
     entries: list = field(default_factory=list)
     by_inode: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        self.ctx.table = self
+
     def dump_fds(self, pid: int) -> list:
         pb = _pb()
         out = []
         for fd in proc.fds(pid):
-            link = proc.fd_link(pid, fd)
-            info = proc.fdinfo(pid, fd)
-            if "lock" in info:
-                raise UnsupportedError(f"process {pid} fd {fd}: holds a file lock ({info['lock']}); "
-                                       f"file locks are not supported yet")
-            flags = int(info["flags"], 8)
-            entry = self._entry_for(pid, fd, link, flags, info)
-            out.append(pb.Fd(fd=fd, file_id=entry.id, cloexec=bool(flags & O_CLOEXEC)))
+            entry = self.entry_for(pid, fd)
+            cloexec = bool(int(proc.fdinfo(pid, fd)["flags"], 8) & O_CLOEXEC)
+            out.append(pb.Fd(fd=fd, file_id=entry.id, cloexec=cloexec))
         return out
 
-    def _entry_for(self, pid: int, fd: int, link: str, flags: int, info: dict):
+    def entry_for(self, pid: int, fd: int):
+        """The FileEntry of (pid, fd): an existing one if the open file is shared, else a new one."""
+        link = proc.fd_link(pid, fd)
+        info = proc.fdinfo(pid, fd)
         try:
             st = os.stat(f"/proc/{pid}/fd/{fd}")
         except OSError as e:
@@ -89,17 +150,26 @@ class FileTable:
         kind = _kind_for(link, st)
         if kind is None:
             raise UnsupportedError(f"process {pid} fd {fd}: {describe(link, st)} is not supported")
+        if "lock" in info:
+            _check_locks(pid, fd, info)
         pb = _pb()
+        flags = int(info["flags"], 8)
         entry = pb.FileEntry(id=len(self.entries) + 1, kind=kind.NAME,
                              flags=flags & ~(O_CLOEXEC | O_LARGEFILE), pos=int(info.get("pos", 0)))
-        detail = kind.dump(self.ctx, pid, fd, link, st, entry)
-        entry.detail.Pack(detail)
+        # registered before dump(): a kind may look up files that point back at this one
         self.entries.append(entry)
         self.by_inode.setdefault(key, []).append(_Open(entry, pid, fd))
+        detail = kind.dump(self.ctx, FileRef(pid, fd, link, st, info, entry))
+        entry.detail.Pack(detail)
         return entry
 
     def message(self):
         return _pb().Files(files=self.entries)
+
+
+def _check_locks(pid: int, fd: int, info: dict) -> None:
+    raise UnsupportedError(f"process {pid} fd {fd}: holds a file lock ({info['lock']}); "
+                           f"file locks are not supported yet")
 
 
 def _kind_for(link: str, st: os.stat_result):
@@ -131,28 +201,59 @@ def describe(link: str, st: os.stat_result) -> str:
 
 @dataclass
 class RestoreContext:
-    """What a kind module's open() may use."""
+    """What a kind module's open() and in_task() may use."""
     images: object
-    shell_job: bool
+    plan: object
+    files: dict                                   # file id -> FileEntry
+    base_fd: int                                  # every fd we open goes at or above this
+    shared: dict = field(default_factory=dict)    # per-kind scratch, e.g. the other end of a pipe
+    opened: dict = field(default_factory=dict)    # file id -> our fd
+
+    @property
+    def shell_job(self) -> bool:
+        return self.plan.shell_job
+
+    def fd_of(self, file_id: int) -> int:
+        """Our fd on another file of the dump (opened now if it was not yet)."""
+        if file_id not in self.opened:
+            entry = self.files.get(file_id)
+            if entry is None:
+                raise ImageError(f"files.img: reference to unknown file {file_id}")
+            self.opened[file_id] = move_above(_open_entry(self, entry), self.base_fd)
+        return self.opened[file_id]
 
 
-def open_all(ctx: RestoreContext, files_msg, base: int) -> dict[int, int]:
-    """Open every file description at a fd >= base; returns file id -> fd."""
-    table = {k_.NAME: k_ for k_ in kinds()}
-    out: dict[int, int] = {}
+def open_all(ctx: RestoreContext) -> dict[int, int]:
+    """Open every file description at a fd >= ctx.base_fd; returns file id -> fd."""
+    for entry in ctx.files.values():
+        ctx.fd_of(entry.id)
+    return ctx.opened
+
+
+def _open_entry(ctx: RestoreContext, entry) -> int:
+    kind = kind_named(entry.kind)
+    detail = _detail(kind, entry)
+    return kind.open(ctx, entry, detail)
+
+
+def _detail(kind, entry):
+    detail = kind.MESSAGE()
+    if not entry.detail.Unpack(detail):
+        raise ImageError(f"files.img: file {entry.id} detail is not a {kind.MESSAGE.__name__}")
+    return detail
+
+
+def validate_files(files_msg) -> dict:
+    """Every entry checked before anything is opened; returns id -> FileEntry."""
+    out = {}
     for entry in files_msg.files:
-        kind = table.get(entry.kind)
-        if kind is None:
+        if kind_named(entry.kind) is None:
             raise ImageError(f"files.img: file {entry.id} has unknown kind {entry.kind!r}")
         if entry.id in out or entry.id == 0:
             raise ImageError(f"files.img: duplicate or zero file id {entry.id}")
         if entry.pos < 0:
             raise ImageError(f"files.img: file {entry.id} has a negative position")
-        detail = kind.MESSAGE()
-        if not entry.detail.Unpack(detail):
-            raise ImageError(f"files.img: file {entry.id} detail is not a {kind.MESSAGE.__name__}")
-        fd = kind.open(ctx, entry, detail)
-        out[entry.id] = move_above(fd, base)
+        out[entry.id] = entry
     return out
 
 
@@ -184,7 +285,7 @@ def new_deleted_file(path: str, mode: int) -> int:
         raise ImageError(f"cannot recreate deleted file {path} in {d}: {e.strerror}") from None
 
 
-def validate_fds(task, files_ids: set[int], where: str) -> None:
+def validate_fds(task, files_ids, where: str) -> None:
     seen = set()
     for f in task.fds:
         if not (0 <= f.fd < 1 << 20) or f.fd in seen:
@@ -198,3 +299,19 @@ def install(task, opened: dict[int, int]) -> None:
     """In the restoring task: put every file at its number (sources are all above the targets)."""
     for f in task.fds:
         os.dup2(opened[f.file_id], f.fd, inheritable=not f.cloexec)
+
+
+def finish_in_task(ctx: RestoreContext, task, first_holder: dict[int, int]) -> None:
+    """In the restoring task, after install(): the kinds' in_task hooks, for the
+    files this task is the first (in tree order) to hold."""
+    numbers: dict[int, list[int]] = {}
+    for f in task.fds:
+        numbers.setdefault(f.file_id, []).append(f.fd)
+    for file_id, fds in numbers.items():
+        if first_holder.get(file_id) != task.pid:
+            continue
+        entry = ctx.files[file_id]
+        kind = kind_named(entry.kind)
+        hook = getattr(kind, "in_task", None)
+        if hook is not None:
+            hook(ctx, entry, _detail(kind, entry), fds)

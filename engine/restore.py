@@ -81,9 +81,9 @@ def load(images: ImageDir, shell_job: bool) -> Image:
         raise PlanError("this dump is a shell job: restore it with --shell-job")
     img = Image(inventory=inv, pstree=images.read("pstree.img", pb.Pstree))
     _validate_pstree(img.pstree, inv.root_pid, f"{images.path}/pstree.img")
-    img.files = images.read("files.img", pb.Files)
+    img.files = files_mod.validate_files(images.read("files.img", pb.Files))
     img.shmem = images.read("shmem.img", pb.SharedMemory)
-    file_ids = {f.id for f in img.files.files}
+    file_ids = set(img.files)
     shmem_ids = {o.id for o in img.shmem.objects}
     for p in img.pstree.processes:
         if p.state not in (pb.Process.ALIVE, pb.Process.STOPPED):
@@ -196,6 +196,11 @@ class _Restorer:
         self.live = [p for p in self.procs if p.state in (pb.Process.ALIVE, pb.Process.STOPPED)]
         self.expected_exits = {p.pid for p in self.procs if p.state in (pb.Process.ZOMBIE, pb.Process.HELPER)}
         self.index = {p.pid: i for i, p in enumerate(self.procs)}
+        # which task (first in tree order) finishes each file that needs the task itself
+        self.first_holder: dict[int, int] = {}
+        for p in self.procs:
+            for f in img.tasks[p.pid].fds if p.pid in img.tasks else ():
+                self.first_holder.setdefault(f.file_id, p.pid)
         # a shell job's session, and maybe group, belong to the shell: restore
         # leaves the job in the caller's (only a shell job's images have these)
         self.outside = {p.pgid for p in self.procs if p.pgid not in self.index}
@@ -211,8 +216,8 @@ class _Restorer:
         for t in self.img.tasks.values():
             for warning in task_mod.rlimit_warnings(t):
                 log.warning("%s", warning)
-        ctx = files_mod.RestoreContext(self.images, self.plan.shell_job)
-        self.opened = files_mod.open_all(ctx, self.img.files, self.base_fd)
+        self.file_ctx = files_mod.RestoreContext(self.images, self.plan, self.img.files, self.base_fd)
+        self.opened = files_mod.open_all(self.file_ctx)
         self.shmem_fds = {i: files_mod.move_above(fd, self.base_fd)
                           for i, fd in memory.restore_shmem(self.images, self.img.shmem).items()}
         self.blob = read_blob()
@@ -248,7 +253,7 @@ class _Restorer:
             k.munmap(self.cb, self.cb_size)
 
     def _raise_nofile(self) -> None:
-        need = self.base_fd + len(self.img.files.files) + len(self.img.shmem.objects) + 64
+        need = self.base_fd + len(self.img.files) + len(self.img.shmem.objects) + 64
         cur, mx = k.prlimit(0, 7)
         if cur < need:
             if mx < need:
@@ -479,6 +484,7 @@ class _Restorer:
         self._task_announce(p.pid, args, area, layout.size)
         # files last: from here on the fd table is the task's own
         files_mod.install(t, self.opened)
+        files_mod.finish_in_task(self.file_ctx, t, self.first_holder)
         os.chdir(t.cwd)
         if t.root != "/":
             os.chroot(t.root)

@@ -12,7 +12,7 @@ def show(directory: str, names: list[str]) -> str:
     from google.protobuf import json_format
     from . import kinds  # noqa: F401  (registers the kinds' messages for Any)
     for kind in kinds.KINDS:
-        kind.MESSAGE  # noqa: B018
+        kind.MESSAGE  # noqa: B018  (imports each kind's schema)
     if not os.path.isdir(directory):
         raise PlanError(f"image directory {directory} does not exist")
     images = ImageDir(directory, os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))

@@ -13,7 +13,9 @@ from . import CRIU_COMPAT_VERSION, __version__
 
 USAGE = """\
 usage: lxc-cr dump -t PID -D DIR [-o LOG] [-v[N]] [--leave-running] [--shell-job] [--file-locks]
+                  [--ext-unix-sk] [--tcp-established] [--skip-in-flight] [--check-only]
        lxc-cr restore -D DIR [-d] [--pidfile FILE] [-o LOG] [-v[N]] [--shell-job] [--restore-sibling]
+                  [--file-locks] [--ext-unix-sk] [--tcp-established]
        lxc-cr check
        lxc-cr show DIR [IMAGE]
        lxc-cr --version
@@ -26,13 +28,19 @@ dump options:
   -D, --images-dir DIR     image directory (created 0700; must not hold a dump)
   -R, --leave-running      leave the tree running after the dump (default: kill it)
   -j, --shell-job          the tree is a shell job: its terminal and session are outside it
-  -l, --file-locks         allow file locks (none are supported yet: refused if any are held)
+  -l, --file-locks         dump and restore file locks (without it, a held lock is refused)
+  --ext-unix-sk            allow unix sockets whose peer is outside the tree
+  --tcp-established        dump established TCP connections (TCP repair mode)
+  --skip-in-flight         leave out half-open TCP connections instead of refusing them
+  --check-only             list everything that would block a dump; freeze nothing, write nothing
 restore options:
   -D, --images-dir DIR     image directory of a complete dump
   -d, --restore-detached   leave the restored tree running and exit (default: wait for it)
   --pidfile FILE           write the restored root PID to FILE
   -j, --shell-job          restore a shell job onto this terminal and session
   --restore-sibling        make the restored root a sibling of lxc-cr (a child of its parent)
+  --file-locks, --ext-unix-sk, --tcp-established
+                           needed again at restore when the dump used them
 common options:
   -o, --log-file FILE      log file, relative to the image directory (default dump.log /
                            restore.log; '-' for stderr)
@@ -67,6 +75,10 @@ def _parser():
     p.add_argument("-d", "--restore-detached", action="store_true")
     p.add_argument("--pidfile")
     p.add_argument("--restore-sibling", action="store_true")
+    p.add_argument("--ext-unix-sk", action="store_true")
+    p.add_argument("--tcp-established", action="store_true")
+    p.add_argument("--skip-in-flight", action="store_true")
+    p.add_argument("--check-only", action="store_true")
     p.add_argument("-V", "--version", action="store_true")
     return p
 
@@ -210,7 +222,7 @@ def cmd_restore(args) -> int:
     from .engine import restore
     from .plan import restore_plan
     _no_operands(args, "restore")
-    _refuse(args, restore_only=("tree", "leave_running", "file_locks"))
+    _refuse(args, restore_only=("tree", "leave_running", "skip_in_flight", "check_only"))
     plan = restore_plan(args)
     if not os.path.isdir(plan.images_dir):
         from .engine.errors import PlanError

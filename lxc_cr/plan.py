@@ -18,6 +18,10 @@ class DumpPlan:
     leave_running: bool = False
     shell_job: bool = False
     file_locks: bool = False
+    ext_unix_sk: bool = False       # unix sockets whose peer is outside the tree are allowed
+    tcp_established: bool = False   # established TCP connections are dumped (repair mode)
+    skip_in_flight: bool = False    # half-open TCP connections are left out, not refused
+    check_only: bool = False        # list what would block a dump; freeze nothing
     log_file: str | None = None
     verbosity: int = 2
 
@@ -29,6 +33,9 @@ class RestorePlan:
     pidfile: str | None = None
     shell_job: bool = False
     restore_sibling: bool = False
+    file_locks: bool = False
+    ext_unix_sk: bool = False
+    tcp_established: bool = False
     log_file: str | None = None
     verbosity: int = 2
 
@@ -39,14 +46,17 @@ def dump_plan(args) -> DumpPlan:
     if args.tree <= 0 or not os.path.exists(f"/proc/{args.tree}"):
         raise PlanError(f"no process with PID {args.tree}")
     return DumpPlan(pid=args.tree, images_dir=_images_dir(args), leave_running=args.leave_running,
-                    shell_job=args.shell_job, file_locks=args.file_locks,
-                    log_file=_log_path(args, "dump.log"), verbosity=args.verbosity)
+                    shell_job=args.shell_job, file_locks=args.file_locks, ext_unix_sk=args.ext_unix_sk,
+                    tcp_established=args.tcp_established, skip_in_flight=args.skip_in_flight,
+                    check_only=args.check_only, log_file=_log_path(args, "dump.log"),
+                    verbosity=args.verbosity)
 
 
 def restore_plan(args) -> RestorePlan:
     return RestorePlan(images_dir=_images_dir(args), detach=args.restore_detached,
                        pidfile=_pidfile(args), shell_job=args.shell_job,
-                       restore_sibling=args.restore_sibling,
+                       restore_sibling=args.restore_sibling, file_locks=args.file_locks,
+                       ext_unix_sk=args.ext_unix_sk, tcp_established=args.tcp_established,
                        log_file=_log_path(args, "restore.log"), verbosity=args.verbosity)
 
 

@@ -1,9 +1,18 @@
 """Kinds of open files: one module each, holding its schema, its dump and its restore.
 
-A kind module provides NAME, MESSAGE (its protobuf detail type), matches(link, stat),
-dump(ctx, pid, fd, link, stat, entry) -> detail, and open(ctx, entry, detail) -> fd.
+The interface a kind module provides is described in engine/files.py.
 Adding a kind: write the module and its .proto, and add it to KINDS below.
+The first kind whose matches() accepts a file owns it, so specific kinds come
+before general ones (a pty before character devices, memfd before regular files).
 """
-from . import chardev, regfile
+from . import (chardev, epoll, eventfd, inetsk, inotify, memfd, mqueue, pidfd, pipe, regfile, signalfd,
+               timerfd, tty, unixsk)
 
-KINDS = [regfile, chardev]
+KINDS = [
+    memfd, regfile,
+    pipe,
+    unixsk, inetsk,
+    tty, chardev,
+    eventfd, epoll, signalfd, timerfd, inotify, pidfd,
+    mqueue,
+]

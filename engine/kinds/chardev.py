@@ -18,16 +18,16 @@ def matches(link: str, st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode)
 
 
-def dump(ctx, pid: int, fd: int, link: str, st: os.stat_result, entry):
-    dev = (os.major(st.st_rdev), os.minor(st.st_rdev))
-    msg = MESSAGE(path=link, rdev_major=dev[0], rdev_minor=dev[1])
+def dump(ctx, f):
+    dev = (os.major(f.st.st_rdev), os.minor(f.st.st_rdev))
+    msg = MESSAGE(path=f.link, rdev_major=dev[0], rdev_minor=dev[1])
     if dev in STATELESS:
         return msg
     if dev[0] in TTY_MAJORS and ctx.shell_job:
         msg.shell_tty = True
         return msg
     what = "terminal (use --shell-job for the job's own terminal)" if dev[0] in TTY_MAJORS else "device"
-    raise UnsupportedError(f"process {pid} fd {fd}: {what} {link} ({dev[0]}:{dev[1]}) is not supported")
+    raise UnsupportedError(f"process {f.pid} fd {f.fd}: {what} {f.link} ({dev[0]}:{dev[1]}) is not supported")
 
 
 def open(ctx, entry, msg) -> int:

@@ -18,18 +18,20 @@ def matches(link: str, st: os.stat_result) -> bool:
     return link.startswith("/") and (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode))
 
 
-def dump(ctx, pid: int, fd: int, link: str, st: os.stat_result, entry):
-    if link.startswith("/memfd:"):
-        raise UnsupportedError(f"process {pid} fd {fd}: memfd {link} is not supported")
-    msg = MESSAGE(path=link, mode=st.st_mode, size=st.st_size)
-    if st.st_nlink == 0 and link.endswith(DELETED) and stat.S_ISREG(st.st_mode):
+def dump(ctx, f):
+    if f.link.startswith("/memfd:"):
+        raise UnsupportedError(f"process {f.pid} fd {f.fd}: memfd {f.link} is not supported")
+    st = f.st
+    msg = MESSAGE(path=f.link, mode=st.st_mode, size=st.st_size)
+    if st.st_nlink == 0 and f.link.endswith(DELETED) and stat.S_ISREG(st.st_mode):
         if st.st_size > GHOST_LIMIT:
-            raise UnsupportedError(f"process {pid} fd {fd}: unlinked file {link} is larger than "
+            raise UnsupportedError(f"process {f.pid} fd {f.fd}: unlinked file {f.link} is larger than "
                                    f"{GHOST_LIMIT >> 20} MiB")
-        msg.path = link[:-len(DELETED)]
+        msg.path = f.link[:-len(DELETED)]
         msg.unlinked = True
         name, out = ctx.data_file("ghost")
-        src = os.open(f"/proc/{pid}/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+        # a new open file of our own: reading it moves no offset of the task's
+        src = os.open(f"/proc/{f.pid}/fd/{f.fd}", os.O_RDONLY | os.O_CLOEXEC)
         try:
             k.copy_range(src, 0, out, 0, st.st_size)
         finally:
