@@ -229,3 +229,58 @@ def _add_helpers(pstree) -> None:
     visit(0)
     del pstree.processes[:]
     pstree.processes.extend(ordered)
+
+
+def check_only(plan) -> list[str]:
+    """Everything that would block a dump of the tree, found without freezing or writing anything.
+
+    Each open file is classified as a dump would classify it; kinds that can
+    refuse a file for reasons beyond its type say so through an optional
+    check(ctx, f) -> list of reasons."""
+    pids = _tree_pids(plan.pid)
+    blockers = []
+    ctx = files_mod.DumpContext(images=None, plan=plan, tree=set(pids))
+    root = proc.stat(plan.pid)
+    if not plan.shell_job and (root.sid not in pids or root.pgid not in pids):
+        blockers.append(f"process {plan.pid}: its session or process group leader is outside the tree "
+                        f"(use --shell-job for a job started from a shell)")
+    try:
+        for pid in pids:
+            if proc.stat(pid).state == "Z":
+                continue
+            for fd in proc.fds(pid):
+                blockers.extend(_fd_blockers(ctx, pid, fd))
+            memory = MemoryDumper(images=None)
+            try:
+                memory.vmas(pid)
+            except UnsupportedError as e:
+                blockers.append(str(e))
+            finally:
+                for obj in memory.shmem.values():
+                    os.close(obj.fd)
+    finally:
+        ctx.close()
+    return blockers
+
+
+def _tree_pids(root: int) -> list[int]:
+    out, queue = [], [root]
+    while queue:
+        pid = queue.pop(0)
+        out.append(pid)
+        queue.extend(proc.children(pid))
+    return out
+
+
+def _fd_blockers(ctx, pid: int, fd: int) -> list[str]:
+    link = proc.fd_link(pid, fd)
+    info = proc.fdinfo(pid, fd)
+    try:
+        st = os.stat(f"/proc/{pid}/fd/{fd}")
+    except OSError as e:
+        return [f"process {pid} fd {fd}: cannot stat {link}: {e.strerror}"]
+    kind = files_mod.kind_for(link, st)
+    if kind is None:
+        return [f"process {pid} fd {fd}: {files_mod.describe(link, st)} is not supported"]
+    check = getattr(kind, "check", None)
+    return check(ctx, files_mod.FileRef(pid, fd, link, st, info, None)) if check else []

@@ -15,6 +15,8 @@ A kind module (engine/kinds/) provides:
     dump(ctx, f) -> detail            f: a FileRef; may call ctx.* helpers
     open(ctx, entry, detail) -> fd    in the orchestrator, before the tree exists
 and optionally:
+    check(ctx, f) -> [reasons]        for --check-only: why this file would be refused
+                                      (beyond its type), without freezing anything
     in_task(ctx, entry, detail, fds)  in the first restoring task holding the
                                       file, after its fds are installed; fds are
                                       the task's numbers for this file
@@ -147,7 +149,7 @@ class FileTable:
         for other in self.by_inode.get(key, []):
             if k.kcmp_file(pid, fd, other.pid, other.fd) == 0:
                 return other.entry
-        kind = _kind_for(link, st)
+        kind = kind_for(link, st)
         if kind is None:
             raise UnsupportedError(f"process {pid} fd {fd}: {describe(link, st)} is not supported")
         if "lock" in info:
@@ -172,7 +174,7 @@ def _check_locks(pid: int, fd: int, info: dict) -> None:
                            f"file locks are not supported yet")
 
 
-def _kind_for(link: str, st: os.stat_result):
+def kind_for(link: str, st: os.stat_result):
     for kind in kinds():
         if kind.matches(link, st):
             return kind

@@ -175,10 +175,22 @@ def cmd_dump(args) -> int:
     _no_operands(args, "dump")
     _refuse(args, restore_only=("restore_detached", "pidfile", "restore_sibling"))
     plan = dump_plan(args)
+    if plan.check_only:
+        return _check_only(plan)
     from .engine.images import ImageDir
     ImageDir.for_dump(plan.images_dir).close()     # checks the directory before the log goes in it
     _setup_log(plan.log_file, plan.verbosity)
     return _supervised(lambda: dump(plan))
+
+
+def _check_only(plan) -> int:
+    from .engine.dump import check_only
+    blockers = check_only(plan)
+    for line in blockers:
+        _out(f"{line}\n")
+    if not blockers:
+        _out(f"nothing blocks a dump of {plan.pid}\n")
+    return 1 if blockers else 0
 
 
 class Abandoned(BaseException):

@@ -123,6 +123,12 @@ def test_unsupported_object_names_kind_pid_and_fd(tmp_path):
     p = Program(tmp_path, extra_setup=(r,))
     try:
         d = tmp_path / "d"
+        # the pre-flight lists it without freezing anything or writing anything
+        pre = lxc_cr("dump", "-t", str(p.pid), "--check-only", "-D", str(d))
+        assert pre.returncode == 1
+        assert pre.stdout.splitlines() == [f"process {p.pid} fd {r}: pipe pipe:[{os.fstat(r).st_ino}] "
+                                           f"is not supported"]
+        assert not d.exists()
         line = one_line_error(lxc_cr("dump", "-t", str(p.pid), "-D", str(d)))
         assert "pipe" in line and str(p.pid) in line and f"fd {r}" in line
         assert [f for f in os.listdir(d) if f.endswith(".img")] == []
@@ -166,6 +172,12 @@ def test_sigkill_of_the_dumper_releases_the_tree(tmp_path, program, step):
     while any(f.endswith(".img") for f in os.listdir(d)):
         assert time.monotonic() < end, "partial images left behind"
         time.sleep(0.01)
+
+
+def test_check_only_of_a_dumpable_tree(tmp_path, program):
+    res = lxc_cr("dump", "-t", str(program.pid), "--check-only")
+    assert res.returncode == 0 and res.stdout == f"nothing blocks a dump of {program.pid}\n"
+    program.untouched()
 
 
 def test_leave_running_twice_changes_nothing(tmp_path, program):
