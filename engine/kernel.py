@@ -277,7 +277,8 @@ def clone3_fork(flags: int = 0, set_tid: list[int] | None = None, exit_signal: i
     tids = ffi.new("int32_t[]", set_tid or [0])
     args = ffi.new("struct clone_args *")
     args.flags = flags
-    args.exit_signal = exit_signal
+    # with CLONE_PARENT the child takes our own exit signal; clone3 refuses any other
+    args.exit_signal = 0 if flags & CLONE_PARENT else exit_signal
     if set_tid:
         args.set_tid = int(ffi.cast("uintptr_t", tids))
         args.set_tid_size = len(set_tid)

@@ -162,10 +162,11 @@ def restore(plan) -> int:
         images.close()
     if plan.pidfile:
         _write_pidfile(plan.pidfile, root)
-    if plan.detach:
-        return root
+    if plan.detach or plan.restore_sibling:
+        return root          # a sibling is our parent's child: only it can wait for it
     _, status = os.waitpid(root, 0)
-    return os.waitstatus_to_exitcode(status)
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code     # killed by a signal: as a shell reports it
 
 
 def _check_pids_free(pstree) -> None:

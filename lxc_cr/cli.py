@@ -241,7 +241,7 @@ def cmd_restore(args) -> int:
         raise PlanError(f"image directory {plan.images_dir} does not exist")
     _setup_log(plan.log_file, plan.verbosity)
     result = restore(plan)
-    return 0 if plan.detach else result
+    return 0 if plan.detach or plan.restore_sibling else result
 
 
 def _refuse(args, restore_only) -> None:
