@@ -22,7 +22,9 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check "cffi>=1.15" "pyroute2>=0.7" pytest "setuptools>=64"
-	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e .
+	# compat mode: a plain path in a .pth file, no import hook to load at every start
+	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps \
+	    --config-settings editable_mode=compat -e .
 	touch $@
 
 native: engine/.native-built
