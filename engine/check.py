@@ -48,9 +48,7 @@ def _vdso():
 
 def _timer_ids():
     # PR_TIMER_CREATE_RESTORE_IDS (6.15+): query mode 2 answers 0 or 1
-    r = k.lib.lxc_syscall6(k.SYS["prctl"], 77, 2, 0, 0, 0, 0)
-    if r < 0:
-        raise OSError(k.ffi.errno, os.strerror(k.ffi.errno))
+    k.prctl(k.PR_TIMER_CREATE_RESTORE_IDS, 2)
 
 
 def _blob():

@@ -238,6 +238,26 @@ def syscall(name: str, *args: int) -> int:
     return _check(lib.lxc_syscall6(SYS[name], *a), name)
 
 
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
+PR_TIMER_CREATE_RESTORE_IDS = 77
+
+
+def prctl(option: int, *args: int) -> int:
+    return syscall("prctl", option, *args)
+
+
+def set_child_subreaper(on: bool) -> None:
+    prctl(PR_SET_CHILD_SUBREAPER, int(on))
+
+
+def is_child_subreaper() -> bool:
+    value = ffi.new("int *")
+    prctl(PR_GET_CHILD_SUBREAPER, int(ffi.cast("uintptr_t", value)))
+    return bool(value[0])
+
+
 def pidfd_open(pid: int) -> int:
     return syscall("pidfd_open", pid, 0)
 

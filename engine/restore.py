@@ -37,7 +37,6 @@ log = logging.getLogger("lxc_cr.restore")
 
 TIMEOUT = 60.0
 ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK = 512, 513, 514, 516
-PR_SET_CHILD_SUBREAPER = 36
 
 # control block shared by every restoring task and the tracer
 CB_FORKED, CB_GROUPS, CB_GO, CB_ERRLEN, CB_LEADERS = 0, 4, 8, 12, 16
@@ -224,8 +223,8 @@ class _Restorer:
         self.blob = read_blob()
         self.cb_size = CB_SLOTS + SLOT.size * len(self.procs)
         self.cb = k.mmap(0, self.cb_size, k.PROT_READ | k.PROT_WRITE, k.MAP_SHARED | k.MAP_ANONYMOUS)
-        self._old_subreaper = _prctl_get_subreaper()
-        k.lib.lxc_syscall6(k.SYS["prctl"], PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0, 0)
+        was_subreaper = k.is_child_subreaper()
+        k.set_child_subreaper(True)
         root = self.procs[0]
         try:
             flags = k.CLONE_PARENT if self.plan.restore_sibling else 0
@@ -250,7 +249,7 @@ class _Restorer:
         finally:
             for fd in list(self.opened.values()) + list(self.shmem_fds.values()):
                 os.close(fd)
-            k.lib.lxc_syscall6(k.SYS["prctl"], PR_SET_CHILD_SUBREAPER, self._old_subreaper, 0, 0, 0, 0)
+            k.set_child_subreaper(was_subreaper)
             k.munmap(self.cb, self.cb_size)
 
     def _raise_nofile(self) -> None:
@@ -417,7 +416,7 @@ class _Restorer:
             os.setsid()
         t = self.img.tasks.get(p.pid)
         if t is not None and t.child_subreaper:
-            k.lib.lxc_syscall6(k.SYS["prctl"], PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0, 0)
+            k.set_child_subreaper(True)
         for child in self.children.get(p.pid, []):
             if k.clone3_fork(0, [child.pid]) == 0:
                 self._task_main(child)
@@ -504,12 +503,6 @@ _msg_buf = k.ffi.new("unsigned long *")
 
 STEP_NAMES = {1: "start", 2: "unmap", 3: "move", 4: "mm", 5: "sigaction", 6: "itimer", 7: "timer",
               8: "task", 9: "fds", 10: "threads", 11: "thread", 12: "creds", 13: "signals", 14: "trap"}
-
-
-def _prctl_get_subreaper() -> int:
-    v = k.ffi.new("int *")
-    k.lib.lxc_syscall6(k.SYS["prctl"], 37, int(k.ffi.cast("uintptr_t", v)), 0, 0, 0, 0)
-    return v[0]
 
 
 def _become_zombie(status: int) -> None:

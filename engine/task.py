@@ -109,7 +109,8 @@ def dump_task(s: Seizure, pid: int, tids: list[int]):
     task.shared_siginfo.extend(k.peek_siginfo(leader, shared=True))
     task.personality = int(proc._read(f"/proc/{pid}/personality"), 16)
     task.umask = int(status.get("Umask", "0022"), 8)
-    task.child_subreaper = bool(s.remote_call_out(leader, pid, "prctl", 4, PR_GET_CHILD_SUBREAPER, SCRATCH)[1] != b"\0\0\0\0")
+    _, raw = s.remote_call_out(leader, pid, "prctl", 4, PR_GET_CHILD_SUBREAPER, SCRATCH)
+    task.child_subreaper = struct.unpack("<i", raw)[0] != 0
     task.dumpable = s.remote_syscall(leader, "prctl", PR_GET_DUMPABLE)
     task.cwd = os.readlink(f"/proc/{pid}/cwd")
     task.root = os.readlink(f"/proc/{pid}/root")

@@ -221,7 +221,7 @@ def _supervised(work) -> int:
         work()
         return 0
     signal.signal(signal.SIGTERM, abandoned)
-    kernel.syscall("prctl", 1, signal.SIGTERM)        # PR_SET_PDEATHSIG
+    kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGTERM)
     code = 1
     try:
         code = _guarded(checked_work)

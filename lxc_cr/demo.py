@@ -15,7 +15,6 @@ import time
 
 from .engine import kernel
 
-PR_SET_CHILD_SUBREAPER = 36
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LXC_CR = os.path.join(ROOT, ".venv", "bin", "lxc-cr")
 COUNTER = os.path.join(ROOT, "tests", "integration", "progs", "bin", "counter")
@@ -49,7 +48,7 @@ def run(*args: str) -> None:
 
 def main() -> int:
     # the restored program is reparented to us when `lxc-cr restore -d` exits
-    kernel.syscall("prctl", PR_SET_CHILD_SUBREAPER, 1)
+    kernel.set_child_subreaper(True)
     work = tempfile.mkdtemp(prefix="lxc-cr-demo-")
     images = os.path.join(work, "images")
     log = os.path.join(work, "counter.log")
