@@ -42,6 +42,7 @@ def dump(plan) -> DumpStats:
     """Checkpoint the tree rooted at plan.pid into plan.images_dir."""
     stats = DumpStats()
     images = ImageDir.for_dump(plan.images_dir)
+    _pb()                   # load protobuf now: the tree should not wait for an import
     seizure = Seizure(plan.pid)
     t0 = time.monotonic()
     try:
