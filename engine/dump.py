@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from . import files as files_mod
-from . import proc, task as task_mod
+from . import pidns, proc, task as task_mod
 from .errors import CRError, DumpError, UnsupportedError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir
 from .memory import MemoryDumper
@@ -102,6 +102,7 @@ class _Collector:
     def collect(self) -> None:
         pb = _pb()
         processes = self.s.processes
+        self.pid_ns = pidns.own_namespace(self.plan.pid)
         self._check_sessions()
         for pid in self.s.order:
             info = processes[pid]
@@ -109,11 +110,15 @@ class _Collector:
             entry = self.pstree.processes.add(pid=pid, ppid=info.ppid, pgid=st.pgid, sid=st.sid)
             if pid == self.plan.pid:
                 entry.ppid = 0
+            if self.pid_ns:
+                pidns.record(entry, pid, self.plan.pid)
             if info.zombie:
                 entry.state = pb.Process.ZOMBIE
                 entry.exit_status = st.exit_code
                 continue
             entry.tids.extend(info.tids)
+            if self.pid_ns:
+                entry.ns_tids.extend(pidns.ns_tid(pid, tid) for tid in info.tids)
             if any(self.s.tracees[t].stopped for t in info.tids if t in self.s.tracees):
                 entry.state = pb.Process.STOPPED
                 entry.stop_signal = signal.SIGSTOP
@@ -177,6 +182,7 @@ class _Collector:
                            kernel_release=platform.release(), arch=platform.machine(),
                            page_size=os.sysconf("SC_PAGE_SIZE"), xfeatures=task_mod.xfeatures(),
                            xsave_size=task_mod.xsave_size(), shell_job=self.plan.shell_job,
+                           pid_ns=self.pid_ns,
                            dump_time_ns=time.time_ns())
         for name, size in vdso_layout():
             inv.vdso_layout.add(name=name, size=size)
@@ -201,7 +207,8 @@ def _add_helpers(pstree) -> None:
     for p in list(pstree.processes):
         if p.sid not in procs and p.sid != outside_sid and p.sid not in [h.pid for h in helpers]:
             parent, sid = p.ppid, p.sid
-            helper = pb.Process(pid=sid, ppid=parent, pgid=sid, sid=sid, state=pb.Process.HELPER)
+            helper = pb.Process(pid=sid, ppid=parent, pgid=sid, sid=sid, state=pb.Process.HELPER,
+                                ns_pid=p.ns_sid, ns_pgid=p.ns_sid, ns_sid=p.ns_sid)
             helpers.append(helper)
             procs[sid] = helper
             # every task of that session whose parent is the helper's parent hangs below the helper
@@ -211,7 +218,8 @@ def _add_helpers(pstree) -> None:
     for p in list(pstree.processes) + helpers:
         if p.pgid not in procs and p.sid != outside_sid:
             # the session leader (or its helper) forks the group's helper
-            helper = pb.Process(pid=p.pgid, ppid=p.sid, pgid=p.pgid, sid=p.sid, state=pb.Process.HELPER)
+            helper = pb.Process(pid=p.pgid, ppid=p.sid, pgid=p.pgid, sid=p.sid, state=pb.Process.HELPER,
+                                ns_pid=p.ns_pgid, ns_pgid=p.ns_pgid, ns_sid=p.ns_sid)
             helpers.append(helper)
             procs[p.pgid] = helper
     # parents before children

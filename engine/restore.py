@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from . import files as files_mod
 from . import kernel as k
-from . import memory, proc
+from . import memory, pidns, proc
 from . import task as task_mod
 from .errors import CRError, ImageError, PlanError, RestoreError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir
@@ -80,6 +80,8 @@ def load(images: ImageDir, shell_job: bool) -> Image:
         raise PlanError("this dump is a shell job: restore it with --shell-job")
     img = Image(inventory=inv, pstree=images.read("pstree.img", pb.Pstree))
     _validate_pstree(img.pstree, inv.root_pid, f"{images.path}/pstree.img")
+    if inv.pid_ns:
+        _validate_pid_ns(img.pstree, f"{images.path}/pstree.img")
     img.files = files_mod.validate_files(images.read("files.img", pb.Files))
     img.shmem = images.read("shmem.img", pb.SharedMemory)
     file_ids = set(img.files)
@@ -119,6 +121,17 @@ def _validate_pstree(pstree, root: int, where: str) -> None:
         if not (0 < p.sid < pid_max and 0 < p.pgid < pid_max):
             raise ImageError(f"{where}: process {p.pid} has a bad session or group")
         seen.add(p.pid)
+
+
+def _validate_pid_ns(pstree, where: str) -> None:
+    seen = set()
+    for p in pstree.processes:
+        ids = [p.ns_pid, p.ns_pgid, p.ns_sid, *p.ns_tids]
+        if any(not 0 < i < 1 << 22 for i in ids) or p.ns_pid in seen or len(p.ns_tids) != len(p.tids):
+            raise ImageError(f"{where}: bad PID namespace numbers for process {p.pid}")
+        seen.add(p.ns_pid)
+    if pstree.processes[0].ns_pid != 1:
+        raise ImageError(f"{where}: the root is not its PID namespace's init")
 
 
 def _validate_task(t, inv, where: str) -> None:
@@ -204,6 +217,8 @@ class _Restorer:
         # a shell job's session, and maybe group, belong to the shell: restore
         # leaves the job in the caller's (only a shell job's images have these)
         self.outside = {p.pgid for p in self.procs if p.pgid not in self.index}
+        self.pid_ns = img.inventory.pid_ns
+        self.inner = pidns.inner_ids(img.pstree) if self.pid_ns else {}
         self.created: list[int] = []
         self.base_fd = 3 + max([f.fd for t in img.tasks.values() for f in t.fds] + [2])
         self.cb = 0
@@ -228,7 +243,8 @@ class _Restorer:
         root = self.procs[0]
         try:
             flags = k.CLONE_PARENT if self.plan.restore_sibling else 0
-            pid = k.clone3_fork(flags, [root.pid])
+            flags |= k.CLONE_NEWPID if self.pid_ns else 0
+            pid = k.clone3_fork(flags, self._set_tid(root))
             if pid == 0:
                 self._task_main(root)
             self.created.append(pid)
@@ -418,15 +434,17 @@ class _Restorer:
         if t is not None and t.child_subreaper:
             k.set_child_subreaper(True)
         for child in self.children.get(p.pid, []):
-            if k.clone3_fork(0, [child.pid]) == 0:
+            if k.clone3_fork(0, self._set_tid(child)) == 0:
                 self._task_main(child)
         self._barrier(CB_FORKED)
+        # from here on, PIDs as this task sees them (they differ in a PID namespace)
+        me, pgid = self._seen(p.pid), self._seen(p.pgid)
         # group leaders first: a member can only join a group that exists
-        if p.pgid == p.pid and os.getpgid(0) != p.pid:
+        if pgid == me and os.getpgid(0) != me:
             os.setpgid(0, 0)
         self._barrier(CB_LEADERS)
-        if p.pgid != os.getpgid(0) and p.pgid not in self.outside:
-            os.setpgid(0, p.pgid)
+        if pgid != os.getpgid(0) and p.pgid not in self.outside:
+            os.setpgid(0, pgid)
         self._barrier(CB_GROUPS)
         if p.state == pb.Process.HELPER:
             os._exit(0)
@@ -434,11 +452,19 @@ class _Restorer:
             _become_zombie(p.exit_status)
         for child in self.children.get(p.pid, []):
             if child.state == pb.Process.HELPER:
-                os.waitpid(child.pid, 0)
+                os.waitpid(self._seen(child.pid), 0)
             elif child.state == pb.Process.ZOMBIE:
-                os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+                os.waitid(os.P_PID, self._seen(child.pid), os.WEXITED | os.WNOWAIT)
         fault_point("task")
         self._task_restore(p, t, self.img.mms[p.pid])
+
+    def _set_tid(self, p) -> list[int]:
+        """clone3's set_tid for process p: innermost namespace first."""
+        return [p.ns_pid, p.pid] if self.pid_ns else [p.pid]
+
+    def _seen(self, pid: int) -> int:
+        """A PID of the dump as the restored tasks see it."""
+        return self.inner.get(pid, pid)
 
     def _barrier(self, off: int) -> None:
         n = len(self.procs)
@@ -480,7 +506,7 @@ class _Restorer:
         area = cursor
         keep = [(base, area + layout.size)] + [tuple(r) for r in here.values()]
         unmap = _complement(keep)
-        args = layout.build(area, self.blob, moves, unmap, exe_fd)
+        args = layout.build(area, self.blob, moves, unmap, exe_fd, self.inner)
         self._task_announce(p.pid, args, area, layout.size)
         # files last: from here on the fd table is the task's own
         files_mod.install(t, self.opened)

@@ -56,8 +56,11 @@ class BlobLayout:
         take("stacks", THREAD_STACK * len(t.threads), k.PAGE_SIZE)
         self.size = _align(pos, k.PAGE_SIZE)
 
-    def build(self, area: int, blob: bytes, moves, unmap, exe_fd: int) -> int:
-        """Map the area at `area`, fill it, and return the address of struct rst_args."""
+    def build(self, area: int, blob: bytes, moves, unmap, exe_fd: int, inner: dict[int, int]) -> int:
+        """Map the area at `area`, fill it, and return the address of struct rst_args.
+
+        `inner` maps the dump's TIDs to those the task sees in its PID namespace
+        (empty when it has none of its own)."""
         ffi = k.ffi
         t, mm = self.t, self.mm
         k.mmap(area, self.size, k.PROT_READ | k.PROT_WRITE | k.PROT_EXEC,
@@ -89,7 +92,8 @@ class BlobLayout:
             a.itimers[i] = (it.interval_sec, it.interval_usec, it.value_sec, it.value_usec)
         timers = ffi.cast("struct rst_posix_timer *", at["timers"])
         for i, pt in enumerate(t.posix_timers):
-            timers[i] = (pt.id, pt.clock_id, pt.sigev_notify, pt.sigev_signo, pt.sigev_value, pt.notify_tid, 0,
+            timers[i] = (pt.id, pt.clock_id, pt.sigev_notify, pt.sigev_signo, pt.sigev_value,
+                         inner.get(pt.notify_tid, pt.notify_tid), 0,
                          pt.interval_sec, pt.interval_nsec, pt.value_sec, pt.value_nsec)
         a.timers, a.n_timers = at["timers"], len(t.posix_timers)
 
@@ -97,7 +101,8 @@ class BlobLayout:
         siginfo_at = at["siginfo"]
         for i, th in enumerate(t.threads):
             r = threads[i]
-            r.tid = th.tid
+            r.tid = inner.get(th.tid, th.tid)
+            r.outer_tid = th.tid if th.tid in inner else 0
             r.amx = int(task_mod.uses_amx(th))
             r.stack_top = at["stacks"] + THREAD_STACK * (i + 1) - 64
             r.clear_tid, r.robust_list, r.robust_len = th.clear_tid, th.robust_list, th.robust_len

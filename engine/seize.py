@@ -177,9 +177,11 @@ class Seizure:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        # collect the tracer's exit reports, so the tasks are gone when we return;
-        # a leader's exit is reported only after its other threads are reaped
-        for t in sorted(self.tracees.values(), key=lambda t: t.tid == t.pid):
+        # collect the tracer's exit reports, so the tasks are gone when we return:
+        # children before parents (a PID namespace's init finishes exiting only
+        # once the rest of its namespace is reaped), threads before their leader
+        rank = {pid: i for i, pid in enumerate(self.order)}
+        for t in sorted(self.tracees.values(), key=lambda t: (-rank[t.pid], t.tid == t.pid)):
             try:
                 k.wait(t.tid)
             except OSError:

@@ -238,7 +238,8 @@ static void __attribute__((noreturn, used)) thread_main(struct rst_args *a, stru
 /* clone3 for a thread: the child starts on its own stack, straight in thread_main. */
 static long new_thread(struct rst_args *a, struct rst_thread *t, uint64_t stack_base, uint64_t stack_size)
 {
-    int32_t tid = t->tid;
+    /* set_tid lists the TID innermost namespace first */
+    int32_t tids[2] = { t->tid, t->outer_tid };
     struct {
         uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
             set_tid_size, cgroup;
@@ -246,8 +247,8 @@ static long new_thread(struct rst_args *a, struct rst_thread *t, uint64_t stack_
         .flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM,
         .stack = stack_base,
         .stack_size = stack_size,
-        .set_tid = (uint64_t)&tid,
-        .set_tid_size = 1,
+        .set_tid = (uint64_t)tids,
+        .set_tid_size = t->outer_tid ? 2 : 1,
     };
     long ret;
     register long r12 __asm__("r12") = (long)a;

@@ -67,7 +67,7 @@ struct rst_siginfo {
 };
 
 struct rst_thread {
-    int32_t  tid;
+    int32_t  tid;             /* the TID as the task sees it (in its own PID namespace) */
     int32_t  amx;             /* 1: enable AMX tile state before trapping */
     uint64_t stack_top;       /* top of this thread's private stack in the blob area */
     uint64_t clear_tid;       /* set_tid_address() value */
@@ -83,7 +83,7 @@ struct rst_thread {
     uint64_t rseq_cs;         /* value of rseq->rseq_cs at dump time */
     uint64_t siginfo;         /* -> struct rst_siginfo[n_siginfo]: this thread's private queue */
     uint32_t n_siginfo;
-    uint32_t pad;
+    int32_t  outer_tid;       /* the TID one PID namespace up (the restorer's), 0 = same namespace */
     char     comm[16];
 };
 

@@ -1,0 +1,82 @@
+"""Process trees in namespaces of their own, outside any container manager."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import BIN_DIR, LXC_CR, NO_CR
+
+
+def wait_for(path, text, timeout=30):
+    end = time.monotonic() + timeout
+    while text not in path.read_text():
+        assert time.monotonic() < end, f"no {text!r} in {path.read_text()!r}"
+        time.sleep(0.01)
+
+
+def test_44_pid_namespace_round_trip(tmp_path):
+    """unshare -pf makes the program PID 1 of a new PID namespace; it comes back as such."""
+    log = tmp_path / "prog.log"
+    with open(log, "w") as out:
+        unshare = subprocess.Popen(["unshare", "--pid", "--fork", BIN_DIR / "44_pid_namespace"], stdout=out,
+                                   stderr=out, stdin=subprocess.DEVNULL, cwd=tmp_path, start_new_session=True)
+    root = None
+    try:
+        wait_for(log, "READY")
+        with open(f"/proc/{unshare.pid}/task/{unshare.pid}/children") as f:
+            root = int(f.read().split()[0])
+        if not NO_CR:
+            images = tmp_path / "images"
+            res = subprocess.run([LXC_CR, "dump", "-t", str(root), "-D", images, "-o", "dump.log", "-v4"],
+                                 capture_output=True, text=True)
+            assert res.returncode == 0, res.stderr
+            unshare.wait()
+            res = subprocess.run([LXC_CR, "restore", "-D", images, "-d", "--pidfile", tmp_path / "pid",
+                                  "-o", "restore.log", "-v4"], capture_output=True, text=True)
+            assert res.returncode == 0, res.stderr + (images / "restore.log").read_text()
+            assert int((tmp_path / "pid").read_text()) == root
+            with open(f"/proc/{root}/status") as f:
+                assert "NSpid:\t%d\t1\n" % root in f.read()
+        os.kill(root, signal.SIGUSR1)
+        if NO_CR:
+            unshare.wait(timeout=30)
+            assert "PASS" in log.read_text()
+            return
+        _, status = os.waitpid(root, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, log.read_text()
+        assert "PASS" in log.read_text() and "FAIL" not in log.read_text()
+    finally:
+        for pid in (root, unshare.pid):
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+def test_pid_namespace_member_is_refused(tmp_path):
+    """Only the init of a PID namespace can be the root of a dump."""
+    if NO_CR:
+        pytest.skip("needs lxc-cr")
+    log = tmp_path / "prog.log"
+    with open(log, "w") as out:
+        unshare = subprocess.Popen(["unshare", "--pid", "--fork", BIN_DIR / "44_pid_namespace"], stdout=out,
+                                   stderr=out, stdin=subprocess.DEVNULL, cwd=tmp_path, start_new_session=True)
+    try:
+        wait_for(log, "READY")
+        with open(f"/proc/{unshare.pid}/task/{unshare.pid}/children") as f:
+            root = int(f.read().split()[0])
+        with open(f"/proc/{root}/task/{root}/children") as f:
+            member = int(f.read().split()[0])
+        res = subprocess.run([LXC_CR, "dump", "-t", str(member), "-D", tmp_path / "d"], capture_output=True,
+                             text=True)
+        assert res.returncode == 1 and "not its init" in res.stderr
+        os.kill(root, signal.SIGUSR1)
+        unshare.wait(timeout=30)
+        assert "PASS" in log.read_text()
+    finally:
+        os.killpg(unshare.pid, signal.SIGKILL) if unshare.poll() is None else None
