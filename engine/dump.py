@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from . import files as files_mod
-from . import pidns, proc, task as task_mod
+from . import namespaces, pidns, proc, task as task_mod
 from .errors import CRError, DumpError, UnsupportedError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir
 from .memory import MemoryDumper
@@ -103,6 +103,9 @@ class _Collector:
         pb = _pb()
         processes = self.s.processes
         self.pid_ns = pidns.own_namespace(self.plan.pid)
+        namespaces.check(self.plan.pid, [p for p in self.s.order if not processes[p].zombie])
+        self.uts = namespaces.dump_uts(self.plan.pid, pb)
+        self.ipc_ns = namespaces.dump_ipc(self.plan.pid)
         self._check_sessions()
         for pid in self.s.order:
             info = processes[pid]
@@ -182,8 +185,10 @@ class _Collector:
                            kernel_release=platform.release(), arch=platform.machine(),
                            page_size=os.sysconf("SC_PAGE_SIZE"), xfeatures=task_mod.xfeatures(),
                            xsave_size=task_mod.xsave_size(), shell_job=self.plan.shell_job,
-                           pid_ns=self.pid_ns,
+                           pid_ns=self.pid_ns, ipc_ns=self.ipc_ns,
                            dump_time_ns=time.time_ns())
+        if self.uts is not None:
+            inv.uts.CopyFrom(self.uts)
         for name, size in vdso_layout():
             inv.vdso_layout.add(name=name, size=size)
         return inv

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from . import files as files_mod
 from . import kernel as k
-from . import memory, pidns, proc
+from . import memory, namespaces, pidns, proc
 from . import task as task_mod
 from .errors import CRError, ImageError, PlanError, RestoreError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir
@@ -243,7 +243,7 @@ class _Restorer:
         root = self.procs[0]
         try:
             flags = k.CLONE_PARENT if self.plan.restore_sibling else 0
-            flags |= k.CLONE_NEWPID if self.pid_ns else 0
+            flags |= (k.CLONE_NEWPID if self.pid_ns else 0) | namespaces.restore_flags(self.img.inventory)
             pid = k.clone3_fork(flags, self._set_tid(root))
             if pid == 0:
                 self._task_main(root)
@@ -428,6 +428,8 @@ class _Restorer:
         for h in logging.getLogger().handlers:
             h.close()
         logging.getLogger().handlers.clear()
+        if p.ppid == 0:
+            namespaces.restore_in_root(self.img.inventory)
         if p.sid == p.pid:
             os.setsid()
         t = self.img.tasks.get(p.pid)

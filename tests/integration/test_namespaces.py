@@ -18,11 +18,18 @@ def wait_for(path, text, timeout=30):
         time.sleep(0.01)
 
 
-def test_44_pid_namespace_round_trip(tmp_path):
-    """unshare -pf makes the program PID 1 of a new PID namespace; it comes back as such."""
+def ns_link(pid, kind):
+    return os.readlink(f"/proc/{pid}/ns/{kind}")
+
+
+@pytest.mark.parametrize("prog, flags", [("44_pid_namespace", ()),
+                                         ("45_uts_ipc_namespace", ("--uts", "--ipc"))])
+def test_namespaced_tree_round_trip(tmp_path, prog, flags):
+    """unshare -pf makes the program PID 1 of a new PID namespace; it comes back as such,
+    with the UTS and IPC namespaces of its own it had."""
     log = tmp_path / "prog.log"
     with open(log, "w") as out:
-        unshare = subprocess.Popen(["unshare", "--pid", "--fork", BIN_DIR / "44_pid_namespace"], stdout=out,
+        unshare = subprocess.Popen(["unshare", "--pid", "--fork", *flags, BIN_DIR / prog], stdout=out,
                                    stderr=out, stdin=subprocess.DEVNULL, cwd=tmp_path, start_new_session=True)
     root = None
     try:
@@ -41,6 +48,8 @@ def test_44_pid_namespace_round_trip(tmp_path):
             assert int((tmp_path / "pid").read_text()) == root
             with open(f"/proc/{root}/status") as f:
                 assert "NSpid:\t%d\t1\n" % root in f.read()
+            for kind in ("uts", "ipc"):
+                assert (ns_link(root, kind) != ns_link("self", kind)) == (f"--{kind}" in flags)
         os.kill(root, signal.SIGUSR1)
         if NO_CR:
             unshare.wait(timeout=30)
@@ -75,6 +84,29 @@ def test_pid_namespace_member_is_refused(tmp_path):
         res = subprocess.run([LXC_CR, "dump", "-t", str(member), "-D", tmp_path / "d"], capture_output=True,
                              text=True)
         assert res.returncode == 1 and "not its init" in res.stderr
+        os.kill(root, signal.SIGUSR1)
+        unshare.wait(timeout=30)
+        assert "PASS" in log.read_text()
+    finally:
+        os.killpg(unshare.pid, signal.SIGKILL) if unshare.poll() is None else None
+
+
+def test_a_namespace_we_cannot_rebuild_is_refused(tmp_path):
+    """A tree with a network namespace of its own is refused (for now), and keeps running."""
+    if NO_CR:
+        pytest.skip("needs lxc-cr")
+    log = tmp_path / "prog.log"
+    with open(log, "w") as out:
+        unshare = subprocess.Popen(["unshare", "--pid", "--fork", "--net", BIN_DIR / "44_pid_namespace"],
+                                   stdout=out, stderr=out, stdin=subprocess.DEVNULL, cwd=tmp_path,
+                                   start_new_session=True)
+    try:
+        wait_for(log, "READY")
+        with open(f"/proc/{unshare.pid}/task/{unshare.pid}/children") as f:
+            root = int(f.read().split()[0])
+        res = subprocess.run([LXC_CR, "dump", "-t", str(root), "-D", tmp_path / "d"], capture_output=True,
+                             text=True)
+        assert res.returncode == 1 and "net namespace of its own" in res.stderr
         os.kill(root, signal.SIGUSR1)
         unshare.wait(timeout=30)
         assert "PASS" in log.read_text()

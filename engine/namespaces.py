@@ -1,0 +1,110 @@
+"""The namespaces a tree lives in, other than its PID namespace (engine/pidns.py).
+
+A tree may have UTS and IPC namespaces of its own: restore creates them with
+the root (CLONE_NEWUTS, CLONE_NEWIPC) and sets the host and domain names
+before anything else runs.  Every task must share the root's namespaces.
+Namespaces of other types (mount, network, user, cgroup, time) of its own,
+and SysV IPC objects, are refused until a later version rebuilds them.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+
+from . import kernel as k
+from .errors import UnsupportedError
+
+# what we rebuild, and what we refuse when the tree has its own
+REBUILT = ("pid", "uts", "ipc")
+REFUSED = ("mnt", "net", "user", "cgroup", "time")
+
+
+def _ns(pid: int | str, kind: str) -> int:
+    return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
+
+
+def own(root: int, kind: str) -> bool:
+    return _ns(root, kind) != _ns("self", kind)
+
+
+def check(root: int, pids) -> None:
+    """Refuse a tree whose tasks do not share the root's namespaces, or that has
+    a namespace of its own of a type we cannot rebuild yet."""
+    for kind in REBUILT + REFUSED:
+        want = _ns(root, kind)
+        for pid in pids:
+            if pid != root and _ns(pid, kind) != want:
+                raise UnsupportedError(f"process {pid} is in another {kind} namespace than the root {root}")
+    for kind in REFUSED:
+        if own(root, kind):
+            raise UnsupportedError(f"process {root} has a {kind} namespace of its own; "
+                                   f"{kind} namespaces are not supported yet")
+
+
+def dump_uts(root: int, pb):
+    if not own(root, "uts"):
+        return None
+    host, domain = _inside(root, "uts", k.CLONE_NEWUTS, lambda: (os.uname().nodename, _domainname()))
+    return pb.Uts(hostname=host, domainname=domain)
+
+
+def dump_ipc(root: int) -> bool:
+    if not own(root, "ipc"):
+        return False
+    objects = _inside(root, "ipc", k.CLONE_NEWIPC, _sysv_objects)
+    if objects:
+        raise UnsupportedError(f"process {root}'s IPC namespace holds SysV objects ({', '.join(objects)}); "
+                               f"SysV IPC is not supported yet")
+    return True
+
+
+def restore_flags(inventory) -> int:
+    return (k.CLONE_NEWUTS if inventory.HasField("uts") else 0) | (k.CLONE_NEWIPC if inventory.ipc_ns else 0)
+
+
+def restore_in_root(inventory) -> None:
+    """In the root task, in its new namespaces, before it forks anything."""
+    if inventory.HasField("uts"):
+        import socket
+        socket.sethostname(inventory.uts.hostname)
+        name = inventory.uts.domainname.encode()
+        buf = k.ffi.new("char[]", name)
+        k.syscall("setdomainname", int(k.ffi.cast("uintptr_t", buf)), len(name))
+
+
+def _domainname() -> str:
+    with open("/proc/sys/kernel/domainname") as f:
+        return f.read().strip()
+
+
+def _sysv_objects() -> list[str]:
+    out = []
+    for kind in ("shm", "msg", "sem"):
+        with open(f"/proc/sysvipc/{kind}") as f:
+            count = len(f.read().splitlines()) - 1
+        if count:
+            out.append(f"{count} {kind}")
+    return out
+
+
+def _inside(pid: int, kind: str, flag: int, fn):
+    """Run fn() in a child that joined pid's namespace of that kind; returns its result."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            os.close(r)
+            fd = os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY)
+            k.syscall("setns", fd, flag)
+            os.write(w, pickle.dumps(fn()))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(child, 0)
+    if status != 0 or not data:
+        raise UnsupportedError(f"cannot look inside the {kind} namespace of process {pid}")
+    return pickle.loads(data)
