@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from . import files as files_mod
-from . import namespaces, pidns, proc, task as task_mod
+from . import namespaces, netns, pidns, proc, task as task_mod
 from .errors import CRError, DumpError, UnsupportedError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir
 from .memory import MemoryDumper
@@ -106,6 +106,7 @@ class _Collector:
         namespaces.check(self.plan.pid, [p for p in self.s.order if not processes[p].zombie])
         self.uts = namespaces.dump_uts(self.plan.pid, pb)
         self.ipc_ns = namespaces.dump_ipc(self.plan.pid)
+        self.net = netns.dump(self.plan.pid, pb) if netns.enter(self.plan.pid) else None
         self._check_sessions()
         for pid in self.s.order:
             info = processes[pid]
@@ -189,6 +190,8 @@ class _Collector:
                            dump_time_ns=time.time_ns())
         if self.uts is not None:
             inv.uts.CopyFrom(self.uts)
+        if self.net is not None:
+            inv.net.CopyFrom(self.net)
         for name, size in vdso_layout():
             inv.vdso_layout.add(name=name, size=size)
         return inv

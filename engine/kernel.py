@@ -65,7 +65,7 @@ SYS = dict(
     timer_delete=226, tgkill=234, get_robust_list=274, rt_tgsigqueueinfo=297,
     kcmp=312, seccomp=317, rseq=334, pidfd_send_signal=424, pidfd_open=434, clone3=435,
     close_range=436, pidfd_getfd=438, prlimit64=302, capget=125, capset=126,
-    getpriority=140, setpriority=141, personality=135, ioprio_set=251, ioprio_get=252, setns=308, setdomainname=171,
+    getpriority=140, setpriority=141, personality=135, ioprio_set=251, ioprio_get=252, setns=308, setdomainname=171, unshare=272,
 )
 
 # clone flags
@@ -80,6 +80,7 @@ CLONE_SYSVSEM = 0x40000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
+CLONE_NEWNET = 0x40000000
 
 KCMP_FILE = 0
 

@@ -1,10 +1,13 @@
 """The namespaces a tree lives in, other than its PID namespace (engine/pidns.py).
 
-A tree may have UTS and IPC namespaces of its own: restore creates them with
-the root (CLONE_NEWUTS, CLONE_NEWIPC) and sets the host and domain names
-before anything else runs.  Every task must share the root's namespaces.
-Namespaces of other types (mount, network, user, cgroup, time) of its own,
-and SysV IPC objects, are refused until a later version rebuilds them.
+A tree may have UTS, IPC and network namespaces of its own: restore creates
+the UTS and IPC ones with the root (CLONE_NEWUTS, CLONE_NEWIPC) and sets the
+host and domain names before anything else runs; the network one is entered
+by the dumper and created by the restorer before any file is opened, so that
+sockets are dumped and recreated inside it (engine/netns.py).  Every task must
+share the root's namespaces.  Namespaces of other types (mount, user, cgroup,
+time) of its own, and SysV IPC objects, are refused until a later version
+rebuilds them.
 """
 from __future__ import annotations
 
@@ -15,8 +18,8 @@ from . import kernel as k
 from .errors import UnsupportedError
 
 # what we rebuild, and what we refuse when the tree has its own
-REBUILT = ("pid", "uts", "ipc")
-REFUSED = ("mnt", "net", "user", "cgroup", "time")
+REBUILT = ("pid", "uts", "ipc", "net")
+REFUSED = ("mnt", "user", "cgroup", "time")
 
 
 def _ns(pid: int | str, kind: str) -> int:
@@ -44,14 +47,14 @@ def check(root: int, pids) -> None:
 def dump_uts(root: int, pb):
     if not own(root, "uts"):
         return None
-    host, domain = _inside(root, "uts", k.CLONE_NEWUTS, lambda: (os.uname().nodename, _domainname()))
+    host, domain = inside(root, "uts", k.CLONE_NEWUTS, lambda: (os.uname().nodename, _domainname()))
     return pb.Uts(hostname=host, domainname=domain)
 
 
 def dump_ipc(root: int) -> bool:
     if not own(root, "ipc"):
         return False
-    objects = _inside(root, "ipc", k.CLONE_NEWIPC, _sysv_objects)
+    objects = inside(root, "ipc", k.CLONE_NEWIPC, _sysv_objects)
     if objects:
         raise UnsupportedError(f"process {root}'s IPC namespace holds SysV objects ({', '.join(objects)}); "
                                f"SysV IPC is not supported yet")
@@ -87,7 +90,7 @@ def _sysv_objects() -> list[str]:
     return out
 
 
-def _inside(pid: int, kind: str, flag: int, fn):
+def inside(pid: int, kind: str, flag: int, fn):
     """Run fn() in a child that joined pid's namespace of that kind; returns its result."""
     r, w = os.pipe()
     child = os.fork()

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from . import files as files_mod
 from . import kernel as k
-from . import memory, namespaces, pidns, proc
+from . import memory, namespaces, netns, pidns, proc
 from . import task as task_mod
 from .errors import CRError, ImageError, PlanError, RestoreError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir
@@ -82,6 +82,8 @@ def load(images: ImageDir, shell_job: bool) -> Image:
     _validate_pstree(img.pstree, inv.root_pid, f"{images.path}/pstree.img")
     if inv.pid_ns:
         _validate_pid_ns(img.pstree, f"{images.path}/pstree.img")
+    if inv.HasField("net"):
+        netns.validate(inv.net, where)
     img.files = files_mod.validate_files(images.read("files.img", pb.Files))
     img.shmem = images.read("shmem.img", pb.SharedMemory)
     file_ids = set(img.files)
@@ -231,6 +233,8 @@ class _Restorer:
         for t in self.img.tasks.values():
             for warning in task_mod.rlimit_warnings(t):
                 log.warning("%s", warning)
+        if self.img.inventory.HasField("net"):
+            netns.create(self.img.inventory.net)     # before any socket is made
         self.file_ctx = files_mod.RestoreContext(self.images, self.plan, self.img.files, self.base_fd)
         self.opened = files_mod.open_all(self.file_ctx)
         self.shmem_fds = {i: files_mod.move_above(fd, self.base_fd)

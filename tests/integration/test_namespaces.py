@@ -22,14 +22,20 @@ def ns_link(pid, kind):
     return os.readlink(f"/proc/{pid}/ns/{kind}")
 
 
-@pytest.mark.parametrize("prog, flags", [("44_pid_namespace", ()),
-                                         ("45_uts_ipc_namespace", ("--uts", "--ipc"))])
-def test_namespaced_tree_round_trip(tmp_path, prog, flags):
+SETUP_LO = ["sh", "-c", 'ip link set lo up && ip addr add 127.1.2.3/8 dev lo && exec "$0"']
+
+
+@pytest.mark.parametrize("prog, flags, setup", [
+    ("44_pid_namespace", (), []),
+    ("45_uts_ipc_namespace", ("--uts", "--ipc"), []),
+    ("46_net_namespace", ("--net",), SETUP_LO),
+])
+def test_namespaced_tree_round_trip(tmp_path, prog, flags, setup):
     """unshare -pf makes the program PID 1 of a new PID namespace; it comes back as such,
     with the UTS and IPC namespaces of its own it had."""
     log = tmp_path / "prog.log"
     with open(log, "w") as out:
-        unshare = subprocess.Popen(["unshare", "--pid", "--fork", *flags, BIN_DIR / prog], stdout=out,
+        unshare = subprocess.Popen(["unshare", "--pid", "--fork", *flags, *setup, BIN_DIR / prog], stdout=out,
                                    stderr=out, stdin=subprocess.DEVNULL, cwd=tmp_path, start_new_session=True)
     root = None
     try:
@@ -48,7 +54,7 @@ def test_namespaced_tree_round_trip(tmp_path, prog, flags):
             assert int((tmp_path / "pid").read_text()) == root
             with open(f"/proc/{root}/status") as f:
                 assert "NSpid:\t%d\t1\n" % root in f.read()
-            for kind in ("uts", "ipc"):
+            for kind in ("uts", "ipc", "net"):
                 assert (ns_link(root, kind) != ns_link("self", kind)) == (f"--{kind}" in flags)
         os.kill(root, signal.SIGUSR1)
         if NO_CR:
@@ -91,13 +97,14 @@ def test_pid_namespace_member_is_refused(tmp_path):
         os.killpg(unshare.pid, signal.SIGKILL) if unshare.poll() is None else None
 
 
-def test_a_namespace_we_cannot_rebuild_is_refused(tmp_path):
-    """A tree with a network namespace of its own is refused (for now), and keeps running."""
+def test_a_network_device_we_cannot_rebuild_is_refused(tmp_path):
+    """A veth pair in the tree's network namespace is refused (for now), and the tree keeps running."""
     if NO_CR:
         pytest.skip("needs lxc-cr")
     log = tmp_path / "prog.log"
     with open(log, "w") as out:
-        unshare = subprocess.Popen(["unshare", "--pid", "--fork", "--net", BIN_DIR / "44_pid_namespace"],
+        veth = ["sh", "-c", 'ip link add lxccr0 type veth peer name lxccr1 && exec "$0"']
+        unshare = subprocess.Popen(["unshare", "--pid", "--fork", "--net", *veth, BIN_DIR / "44_pid_namespace"],
                                    stdout=out, stderr=out, stdin=subprocess.DEVNULL, cwd=tmp_path,
                                    start_new_session=True)
     try:
@@ -106,7 +113,7 @@ def test_a_namespace_we_cannot_rebuild_is_refused(tmp_path):
             root = int(f.read().split()[0])
         res = subprocess.run([LXC_CR, "dump", "-t", str(root), "-D", tmp_path / "d"], capture_output=True,
                              text=True)
-        assert res.returncode == 1 and "net namespace of its own" in res.stderr
+        assert res.returncode == 1 and "device lxccr" in res.stderr
         os.kill(root, signal.SIGUSR1)
         unshare.wait(timeout=30)
         assert "PASS" in log.read_text()
