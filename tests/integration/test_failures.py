@@ -266,3 +266,36 @@ def test_show_decodes_every_image(dumped):
     assert shown["pstree.img"]["processes"][0]["pid"] == pid
     assert shown[f"pages-{pid}.img"]["raw_bytes"] >= 8 << 20
     assert {f["kind"] for f in shown["files.img"]["files"]} == {"chardev", "regfile"}
+
+
+@pytest.mark.parametrize("prog", ["09_regs_gp", "11_regs_avx512", "15_sys_futex", "18_sys_pause",
+                                  "24_sig_pending", "26_sig_posix_timers", "34_tree_stopped"])
+def test_leave_running_leaves_the_original_exact(tmp_path, prog):
+    """Two --leave-running dumps, then the original tree checks its own registers,
+    blocking calls, pending signals, timers and stopped state: nothing may have changed."""
+    log = tmp_path / "prog.log"
+    with open(log, "w") as out:
+        p = subprocess.Popen([os.path.join(ROOT, "tests", "integration", "progs", "bin", prog)], stdout=out,
+                             stderr=out, stdin=subprocess.DEVNULL, cwd=tmp_path, start_new_session=True)
+    try:
+        end = time.monotonic() + 20
+        while "READY" not in log.read_text() and "SKIP" not in log.read_text():
+            assert time.monotonic() < end and p.poll() is None, log.read_text()
+            time.sleep(0.01)
+        if "SKIP" in log.read_text():
+            pytest.skip(log.read_text().strip())
+        for name in ("a", "b"):
+            res = lxc_cr("dump", "-t", str(p.pid), "-D", str(tmp_path / name), "--leave-running")
+            assert res.returncode == 0, res.stderr
+        end = time.monotonic() + 30
+        while p.poll() is None:
+            os.kill(p.pid, signal.SIGUSR1)           # the programs take repeats
+            assert time.monotonic() < end, log.read_text()
+            time.sleep(0.2)
+        assert p.returncode == 0 and "PASS" in log.read_text(), log.read_text()
+    finally:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
