@@ -173,7 +173,7 @@ def cmd_dump(args) -> int:
     from .engine import dump
     from .plan import dump_plan
     _no_operands(args, "dump")
-    _refuse(args, restore_only=("restore_detached", "pidfile", "restore_sibling"))
+    _refuse(args, ("restore_detached", "pidfile", "restore_sibling"))
     plan = dump_plan(args)
     if plan.check_only:
         return _check_only(plan)
@@ -234,7 +234,7 @@ def cmd_restore(args) -> int:
     from .engine import restore
     from .plan import restore_plan
     _no_operands(args, "restore")
-    _refuse(args, restore_only=("tree", "leave_running", "skip_in_flight", "check_only"))
+    _refuse(args, ("tree", "leave_running", "skip_in_flight", "check_only"))
     plan = restore_plan(args)
     if not os.path.isdir(plan.images_dir):
         from .engine.errors import PlanError
@@ -244,10 +244,10 @@ def cmd_restore(args) -> int:
     return 0 if plan.detach or plan.restore_sibling else result
 
 
-def _refuse(args, restore_only) -> None:
+def _refuse(args, other_commands_options) -> None:
     """Options of the other command are mistakes here, not something to ignore."""
     from .engine.errors import PlanError
-    for name in restore_only:
+    for name in other_commands_options:
         if getattr(args, name):
             raise PlanError(f"option --{name.replace('_', '-')} does not apply to {args.command}")
 
