@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from . import files as files_mod
-from . import namespaces, netns, pidns, proc, task as task_mod
+from . import cgroups, namespaces, netns, pidns, proc, task as task_mod
 from .errors import CRError, DumpError, UnsupportedError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir
 from .memory import MemoryDumper
@@ -130,6 +130,7 @@ class _Collector:
             fds = self.files.dump_fds(pid)
             t = task_mod.dump_task(self.s, pid, info.tids)
             t.fds.extend(fds)
+            cgroups.dump(pid, t)
             self.tasks[pid] = t
             self.mms[pid] = self._mm(pid)
         _add_helpers(self.pstree)

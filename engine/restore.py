@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from . import files as files_mod
 from . import kernel as k
-from . import memory, namespaces, netns, pidns, proc
+from . import cgroups, memory, namespaces, netns, pidns, proc
 from . import task as task_mod
 from .errors import CRError, ImageError, PlanError, RestoreError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir
@@ -235,6 +235,7 @@ class _Restorer:
                 log.warning("%s", warning)
         if self.img.inventory.HasField("net"):
             netns.create(self.img.inventory.net)     # before any socket is made
+        self.cgroups = cgroups.Placement(self.img.tasks)
         self.file_ctx = files_mod.RestoreContext(self.images, self.plan, self.img.files, self.base_fd)
         self.opened = files_mod.open_all(self.file_ctx)
         self.shmem_fds = {i: files_mod.move_above(fd, self.base_fd)
@@ -246,6 +247,7 @@ class _Restorer:
         k.set_child_subreaper(True)
         root = self.procs[0]
         try:
+            self.cgroups.create()
             flags = k.CLONE_PARENT if self.plan.restore_sibling else 0
             flags |= (k.CLONE_NEWPID if self.pid_ns else 0) | namespaces.restore_flags(self.img.inventory)
             pid = k.clone3_fork(flags, self._set_tid(root))
@@ -261,6 +263,7 @@ class _Restorer:
             return pid
         except BaseException as e:
             self._kill_all()
+            self.cgroups.undo()
             if isinstance(e, CRError):
                 raise
             if isinstance(e, OSError):
@@ -434,6 +437,7 @@ class _Restorer:
         logging.getLogger().handlers.clear()
         if p.ppid == 0:
             namespaces.restore_in_root(self.img.inventory)
+        self.cgroups.join(p.pid)     # before forking: children start where they belong
         if p.sid == p.pid:
             os.setsid()
         t = self.img.tasks.get(p.pid)
