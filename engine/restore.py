@@ -490,7 +490,7 @@ class _Restorer:
     def _task_restore(self, p, t, mm) -> None:
         pb = _pb()
         pages = files_mod.move_above(self.images.open(f"pages-{p.pid}.img"), self.base_fd)
-        exe_fd = files_mod.move_above(os.open(mm.exe, os.O_RDONLY | os.O_CLOEXEC), self.base_fd)
+        exe_fd = _exe_fd(mm.exe, self.base_fd)
         here = memory.vdso_areas()
         dumped = [(v.start, v.end) for v in mm.vmas if v.kind != pb.Vma.VSYSCALL]
         current = [(m.start, m.end) for m in proc.maps("self")]
@@ -539,6 +539,21 @@ _msg_buf = k.ffi.new("unsigned long *")
 
 STEP_NAMES = {1: "start", 2: "unmap", 3: "move", 4: "mm", 5: "sigaction", 6: "itimer", 7: "timer",
               8: "task", 9: "fds", 10: "threads", 11: "thread", 12: "creds", 13: "signals", 14: "trap"}
+
+
+def _exe_fd(path: str, base: int) -> int:
+    """The fd PR_SET_MM_MAP sets the exe link from, or -1 to keep ours: when the
+    task ran the same file as we do (a Python program), the kernel refuses to
+    switch (it still sees that file mapped) and there is nothing to switch."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise ImageError(f"executable {path}: {e.strerror}") from None
+    st, ours = os.fstat(fd), os.stat("/proc/self/exe")
+    if (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino):
+        os.close(fd)
+        return -1
+    return files_mod.move_above(fd, base)
 
 
 def _become_zombie(status: int) -> None:

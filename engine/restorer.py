@@ -83,7 +83,7 @@ class BlobLayout:
             setattr(a.mm, name, getattr(mm, name))
         put("auxv", struct.pack(f"<{len(mm.auxv)}Q", *mm.auxv))
         a.mm.auxv, a.mm.auxv_size = at["auxv"], 8 * len(mm.auxv)
-        a.mm.exe_fd = exe_fd
+        a.mm.exe_fd = exe_fd & 0xFFFFFFFF            # -1: keep the exe link
 
         put("sigactions", b"".join(struct.pack("<QQQQ", s.handler, s.flags, s.restorer, s.mask)
                                    for s in t.sigactions))
