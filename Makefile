@@ -46,6 +46,7 @@ demo: setup
 	$(PY) -m lxc_cr.demo
 
 test: setup
+	$(MAKE) -s -C engine/asm test
 	$(PY) -m pytest -q tests
 
 bench: setup
