@@ -20,6 +20,7 @@ from . import cgroups, namespaces, netns, pidns, proc, task as task_mod
 from .errors import CRError, DumpError, UnsupportedError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir
 from .memory import MemoryDumper
+from .freezer import Freezer
 from .seize import Seizure
 
 log = logging.getLogger("lxc_cr.dump")
@@ -43,8 +44,9 @@ def dump(plan) -> DumpStats:
     stats = DumpStats()
     images = ImageDir.for_dump(plan.images_dir)
     _pb()                   # load protobuf now: the tree should not wait for an import
-    seizure = Seizure(plan.pid)
+    seizure = Seizure(plan.pid, Freezer(plan.freeze_cgroup) if plan.freeze_cgroup else None)
     t0 = time.monotonic()
+    collector = None
     try:
         seizure.seize()
         fault_point("seize")
@@ -64,6 +66,8 @@ def dump(plan) -> DumpStats:
         images.write(INVENTORY, collector.inventory())
     except BaseException as e:
         images.remove_created()
+        if collector is not None:
+            collector.file_ctx.release()
         seizure.release()
         images.close()
         if isinstance(e, CRError):
@@ -76,6 +80,7 @@ def dump(plan) -> DumpStats:
             raise DumpError(f"dump failed: {e}") from None
         raise
     if plan.leave_running:
+        collector.file_ctx.release()
         seizure.release()
     else:
         seizure.kill()
@@ -92,7 +97,7 @@ class _Collector:
         self.images = images
         self.s = seizure
         self.memory = MemoryDumper(images)
-        self.file_ctx = files_mod.DumpContext(images, plan, set(seizure.processes))
+        self.file_ctx = files_mod.DumpContext(images, plan, set(seizure.processes), memory=self.memory)
         self.files = files_mod.FileTable(self.file_ctx)
         self.tasks = {}
         self.mms = {}

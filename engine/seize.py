@@ -42,8 +42,9 @@ class ProcessInfo:
 class Seizure:
     """The frozen tree: seize() stops it, release() lets it go (or kill() ends it)."""
 
-    def __init__(self, root: int):
+    def __init__(self, root: int, freezer=None):
         self.root = root
+        self.freezer = freezer
         self.tracees: dict[int, Tracee] = {}
         self.processes: dict[int, ProcessInfo] = {}
         self.order: list[int] = []             # pids, parents before children
@@ -59,12 +60,22 @@ class Seizure:
         st = proc.stat(self.root)
         if st.state == "Z":
             raise PlanError(f"process {self.root} is a zombie; nothing to dump")
+        if self.freezer:
+            # Frozen, the tree cannot grow while we walk it; but a frozen task
+            # may only take its ptrace trap once thawed (always with the v1
+            # freezer, with cgroup2 when frozen inside pause()): interrupt
+            # every task, then thaw and collect the stops.
+            self.freezer.freeze()
+            self._seize_pass(wait=False)
+            self.freezer.thaw()
+            for t in list(self.tracees.values()):
+                self._wait_stop(t)
         # Walk until a pass finds nothing new: a task that is stopped cannot fork.
         while self._seize_pass():
             pass
         log.info("seized %d processes, %d threads", len(self.processes), len(self.tracees))
 
-    def _seize_pass(self) -> bool:
+    def _seize_pass(self, wait: bool = True) -> bool:
         found = False
         queue = [self.root]
         seen = set()
@@ -81,7 +92,7 @@ class Seizure:
                 continue
             for tid in proc.tids(pid):
                 if tid not in self.tracees:
-                    if self._seize_thread(pid, tid):
+                    if self._seize_thread(pid, tid, wait):
                         info.tids.append(tid)
                         found = True
             queue.extend(proc.children(pid))
@@ -93,7 +104,7 @@ class Seizure:
         self.processes[pid] = info
         self.order.append(pid)
 
-    def _seize_thread(self, pid: int, tid: int) -> bool:
+    def _seize_thread(self, pid: int, tid: int, wait: bool = True) -> bool:
         stopped = proc.stat(pid, tid).state == "T"
         opts = k.PTRACE_O_TRACESYSGOOD | k.PTRACE_O_SUSPEND_SECCOMP
         try:
@@ -106,7 +117,8 @@ class Seizure:
         self.tracees[tid] = tracee
         if not stopped:
             k.ptrace(k.PTRACE_INTERRUPT, tid, 0, 0, "PTRACE_INTERRUPT")
-        self._wait_stop(tracee)
+        if wait:
+            self._wait_stop(tracee)
         return True
 
     def _wait_stop(self, t: Tracee) -> None:
@@ -168,6 +180,8 @@ class Seizure:
             except OSError as e:
                 log.warning("detach of %d: %s", t.tid, e)
         self.tracees.clear()
+        if self.freezer:
+            self.freezer.restore_state()
 
     def kill(self) -> None:
         """End the dumped tree (the default after a successful dump)."""
@@ -177,6 +191,9 @@ class Seizure:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        if self.freezer:
+            self.freezer.thaw()       # v1-frozen tasks die only once thawed
+            self.freezer.restore_state()
         # collect the tracer's exit reports, so the tasks are gone when we return:
         # children before parents (a PID namespace's init finishes exiting only
         # once the rest of its namespace is reaped), threads before their leader

@@ -14,6 +14,7 @@ from . import CRIU_COMPAT_VERSION, __version__
 USAGE = """\
 usage: lxc-cr dump -t PID -D DIR [-o LOG] [-v[N]] [--leave-running] [--shell-job] [--file-locks]
                   [--ext-unix-sk] [--tcp-established] [--skip-in-flight] [--check-only]
+                  [--freeze-cgroup CGROUP]
        lxc-cr restore -D DIR [-d] [--pidfile FILE] [-o LOG] [-v[N]] [--shell-job] [--restore-sibling]
                   [--file-locks] [--ext-unix-sk] [--tcp-established]
        lxc-cr check
@@ -33,6 +34,7 @@ dump options:
   --tcp-established        dump established TCP connections (TCP repair mode)
   --skip-in-flight         leave out half-open TCP connections instead of refusing them
   --check-only             list everything that would block a dump; freeze nothing, write nothing
+  --freeze-cgroup CGROUP   freeze this cgroup (cgroup2 directory or v1 freezer) before seizing
 restore options:
   -D, --images-dir DIR     image directory of a complete dump
   -d, --restore-detached   leave the restored tree running and exit (default: wait for it)
@@ -79,6 +81,7 @@ def _parser():
     p.add_argument("--tcp-established", action="store_true")
     p.add_argument("--skip-in-flight", action="store_true")
     p.add_argument("--check-only", action="store_true")
+    p.add_argument("--freeze-cgroup")
     p.add_argument("-V", "--version", action="store_true")
     return p
 
@@ -234,7 +237,7 @@ def cmd_restore(args) -> int:
     from .engine import restore
     from .plan import restore_plan
     _no_operands(args, "restore")
-    _refuse(args, ("tree", "leave_running", "skip_in_flight", "check_only"))
+    _refuse(args, ("tree", "leave_running", "skip_in_flight", "check_only", "freeze_cgroup"))
     plan = restore_plan(args)
     if not os.path.isdir(plan.images_dir):
         from .engine.errors import PlanError

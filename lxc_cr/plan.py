@@ -22,6 +22,7 @@ class DumpPlan:
     tcp_established: bool = False   # established TCP connections are dumped (repair mode)
     skip_in_flight: bool = False    # half-open TCP connections are left out, not refused
     check_only: bool = False        # list what would block a dump; freeze nothing
+    freeze_cgroup: str | None = None  # freeze this cgroup (v1 freezer or cgroup2) before seizing
     log_file: str | None = None
     verbosity: int = 2
 
@@ -48,7 +49,7 @@ def dump_plan(args) -> DumpPlan:
     return DumpPlan(pid=args.tree, images_dir=_images_dir(args), leave_running=args.leave_running,
                     shell_job=args.shell_job, file_locks=args.file_locks, ext_unix_sk=args.ext_unix_sk,
                     tcp_established=args.tcp_established, skip_in_flight=args.skip_in_flight,
-                    check_only=args.check_only, log_file=_log_path(args, "dump.log"),
+                    check_only=args.check_only, freeze_cgroup=args.freeze_cgroup, log_file=_log_path(args, "dump.log"),
                     verbosity=args.verbosity)
 
 
