@@ -20,6 +20,8 @@ and optionally:
     in_task(ctx, entry, detail, fds)  in the first restoring task holding the
                                       file, after its fds are installed; fds are
                                       the task's numbers for this file
+    IN_EVERY_HOLDER = True            in_task runs in every task holding the file, each
+                                      building its own object (what only exists per task)
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 
 from . import kernel as k
 from . import proc
-from .errors import ImageError, UnsupportedError
+from .errors import CRError, ImageError, UnsupportedError
 
 log = logging.getLogger("lxc_cr.files")
 
@@ -76,6 +78,11 @@ class DumpContext:
     table: "FileTable | None" = None
     next_data_id: int = 0
     _local: dict = field(default_factory=dict)  # (pid, fd) -> our fd on the same open file
+    shared: dict = field(default_factory=dict)  # per-kind scratch, e.g. a pipe's data already saved
+    memory: object = None                       # the MemoryDumper (memfds share its memory objects)
+    # undo steps for what dumping changed in the tasks' files (TCP repair mode...), run
+    # by release() when the tree goes on running (--leave-running, or a failed dump)
+    on_release: list = field(default_factory=list)
 
     @property
     def shell_job(self) -> bool:
@@ -104,6 +111,19 @@ class DumpContext:
     def file_id_of_local(self, fd: int) -> int:
         """Dump a file we hold ourselves (e.g. one received from a queue) and return its id."""
         return self.table.entry_for(os.getpid(), fd).id
+
+    def keep(self, fd: int) -> None:
+        """An fd we received (a file in flight) that files.img refers to: open until close()."""
+        self._local[("kept", fd)] = fd
+
+    def release(self) -> None:
+        """The tree goes on running: undo, newest first, what kinds changed in its files."""
+        while self.on_release:
+            undo = self.on_release.pop()
+            try:
+                undo()
+            except (OSError, CRError) as e:
+                log.warning("could not put back a file of the tree: %s", e)
 
     def close(self) -> None:
         for fd in self._local.values():
@@ -210,6 +230,7 @@ class RestoreContext:
     base_fd: int                                  # every fd we open goes at or above this
     shared: dict = field(default_factory=dict)    # per-kind scratch, e.g. the other end of a pipe
     opened: dict = field(default_factory=dict)    # file id -> our fd
+    shmem_fds: dict = field(default_factory=dict)  # shmem.img object id -> our fd (memfds)
 
     @property
     def shell_job(self) -> bool:
@@ -309,11 +330,14 @@ def finish_in_task(ctx: RestoreContext, task, first_holder: dict[int, int]) -> N
     numbers: dict[int, list[int]] = {}
     for f in task.fds:
         numbers.setdefault(f.file_id, []).append(f.fd)
-    for file_id, fds in numbers.items():
-        if first_holder.get(file_id) != task.pid:
-            continue
+    # objects built in each holder (pidfds) first: other hooks (epoll) may register them
+    def per_holder(file_id):
+        return getattr(kind_named(ctx.files[file_id].kind), "IN_EVERY_HOLDER", False)
+    for file_id, fds in sorted(numbers.items(), key=lambda item: not per_holder(item[0])):
         entry = ctx.files[file_id]
         kind = kind_named(entry.kind)
+        if first_holder.get(file_id) != task.pid and not per_holder(file_id):
+            continue
         hook = getattr(kind, "in_task", None)
         if hook is not None:
             hook(ctx, entry, _detail(kind, entry), fds)

@@ -442,3 +442,101 @@ def sigset_to_int(signals) -> int:
 
 def siginfo_signo(info: bytes) -> int:
     return struct.unpack_from("<i", info, 0)[0]
+
+
+# --- special files: pipes, event/timer/signal fds, epoll, notification groups, memfd ---------
+
+SYS.update(
+    epoll_wait=232, epoll_ctl=233, inotify_add_watch=254, inotify_rm_watch=255, splice=275, tee=276,
+    timerfd_create=283, timerfd_settime=286, timerfd_gettime=287, signalfd4=289, epoll_create1=291,
+    inotify_init1=294, fanotify_init=300, fanotify_mark=301, open_by_handle_at=304,
+)
+
+KCMP_EPOLL_TFD = 7
+SPLICE_F_NONBLOCK = 2
+F_SETPIPE_SZ, F_GETPIPE_SZ = 1031, 1032
+F_ADD_SEALS, F_GET_SEALS = 1033, 1034
+FIONREAD = 0x541B
+TFD_IOC_SET_TICKS = 0x40085400          # _IOW('T', 0, __u64)
+EPOLL_CTL_ADD = 1
+
+
+def tee(fd_in: int, fd_out: int, length: int, flags: int = 0) -> int:
+    """Duplicate up to `length` queued bytes of pipe fd_in into pipe fd_out without consuming them."""
+    return syscall("tee", fd_in, fd_out, length, flags)
+
+
+def kcmp_epoll_tfd(pid: int, fd: int, epoll_pid: int, epfd: int, tfd: int, toff: int) -> int:
+    """0 if pid's fd is the file that epoll_pid's epoll epfd watches as its toff-th watch numbered tfd."""
+    slot = ffi.new("uint32_t[3]", [epfd, tfd, toff])
+    return syscall("kcmp", pid, epoll_pid, KCMP_EPOLL_TFD, fd, int(ffi.cast("uintptr_t", slot)))
+
+
+def epoll_create1(flags: int) -> int:
+    return syscall("epoll_create1", flags)
+
+
+def epoll_ctl(epfd: int, op: int, fd: int, events: int, data: int) -> None:
+    ev = ffi.new("char[12]", struct.pack("<IQ", events, data))     # struct epoll_event is packed on x86-64
+    syscall("epoll_ctl", epfd, op, fd, int(ffi.cast("uintptr_t", ev)))
+
+
+def epoll_wait(epfd: int, max_events: int, timeout_ms: int) -> int:
+    """How many events epoll_wait() reported (the events themselves are dropped)."""
+    buf = ffi.new("char[]", 12 * max_events)
+    return syscall("epoll_wait", epfd, int(ffi.cast("uintptr_t", buf)), max_events, timeout_ms)
+
+
+def signalfd(mask: int, flags: int) -> int:
+    m = ffi.new("uint64_t *", mask)
+    return syscall("signalfd4", 2**64 - 1, int(ffi.cast("uintptr_t", m)), 8, flags)
+
+
+def timerfd_create(clockid: int, flags: int) -> int:
+    return syscall("timerfd_create", clockid, flags)
+
+
+def timerfd_gettime(fd: int) -> tuple[int, int]:
+    """(value, interval) in nanoseconds: the time left and the period."""
+    its = ffi.new("int64_t[4]")
+    syscall("timerfd_gettime", fd, int(ffi.cast("uintptr_t", its)))
+    return its[2] * 10**9 + its[3], its[0] * 10**9 + its[1]
+
+
+def timerfd_settime(fd: int, flags: int, value_ns: int, interval_ns: int) -> None:
+    its = ffi.new("int64_t[4]", [interval_ns // 10**9, interval_ns % 10**9, value_ns // 10**9, value_ns % 10**9])
+    syscall("timerfd_settime", fd, flags, int(ffi.cast("uintptr_t", its)), 0)
+
+
+def inotify_init1(flags: int) -> int:
+    return syscall("inotify_init1", flags)
+
+
+def inotify_add_watch(fd: int, path: str, mask: int) -> int:
+    p = ffi.new("char[]", os.fsencode(path))
+    return syscall("inotify_add_watch", fd, int(ffi.cast("uintptr_t", p)), mask)
+
+
+def inotify_rm_watch(fd: int, wd: int) -> None:
+    syscall("inotify_rm_watch", fd, wd)
+
+
+def fanotify_init(flags: int, event_f_flags: int) -> int:
+    return syscall("fanotify_init", flags, event_f_flags)
+
+
+def fanotify_mark(fd: int, flags: int, mask: int, dirfd: int, path: str | None) -> None:
+    p = ffi.new("char[]", os.fsencode(path)) if path is not None else ffi.NULL
+    syscall("fanotify_mark", fd, flags, mask, dirfd & 0xFFFFFFFFFFFFFFFF, int(ffi.cast("uintptr_t", p)))
+
+
+def open_by_handle_at(mount_fd: int, handle_type: int, handle: bytes, flags: int) -> int:
+    """Open an inode by its file handle (as /proc fdinfo shows it); needs CAP_DAC_READ_SEARCH."""
+    buf = ffi.new("char[]", 8 + len(handle))
+    ffi.memmove(buf, struct.pack("<Ii", len(handle), handle_type) + handle, 8 + len(handle))
+    return syscall("open_by_handle_at", mount_fd, int(ffi.cast("uintptr_t", buf)), flags)
+
+
+def fionread(fd: int) -> int:
+    """Bytes queued in a pipe (or other queue) fd."""
+    return struct.unpack("i", fcntl.ioctl(fd, FIONREAD, b"\0\0\0\0"))[0]

@@ -57,6 +57,7 @@ class ShmemObject:
     size: int
     path: str       # a deleted file's old path; "" for anonymous shared memory
     mode: int
+    memfd: bool = False     # a memfd (path "/memfd:NAME"): kinds/memfd.py rebuilds it
 
 
 class MemoryDumper:
@@ -102,17 +103,28 @@ class MemoryDumper:
     def _shmem_object(self, pid: int, m, deleted_path: str = "") -> ShmemObject:
         """The object behind a mapping that must be saved with its content, once."""
         fd = os.open(f"/proc/{pid}/map_files/{m.start:x}-{m.end:x}", os.O_RDONLY | os.O_CLOEXEC)
+        return self.shmem_object_of(fd, f"process {pid}", deleted_path)
+
+    def shmem_object_of(self, fd: int, what: str, deleted_path: str = "") -> ShmemObject:
+        """The same for an object we hold an fd on (taken over); memfds come here for
+        their open files too, so that mappings and files share one object."""
+        from .kinds import memfd
         st = os.fstat(fd)
         key = (st.st_dev, st.st_ino)
         if key in self.shmem:
             os.close(fd)
             return self.shmem[key]
+        try:
+            memfd.refuse_unless_memfd(deleted_path, st, what)
+        except UnsupportedError:
+            os.close(fd)
+            raise
         if deleted_path and st.st_size > DELETED_FILE_LIMIT:
             os.close(fd)
-            raise UnsupportedError(f"process {pid}: mapped deleted file {deleted_path} is larger than "
+            raise UnsupportedError(f"{what}: mapped deleted file {deleted_path} is larger than "
                                    f"{DELETED_FILE_LIMIT >> 20} MiB")
         obj = ShmemObject(id=len(self.shmem) + 1, fd=fd, size=st.st_size, path=deleted_path,
-                          mode=st.st_mode & 0o7777)
+                          mode=st.st_mode & 0o7777, memfd=memfd.is_memfd(deleted_path, st))
         self.shmem[key] = obj
         return obj
 
@@ -171,6 +183,9 @@ class MemoryDumper:
         table = pb.SharedMemory()
         for obj in self.shmem.values():
             entry = table.objects.add(id=obj.id, size=obj.size, path=obj.path, mode=obj.mode)
+            if obj.memfd:
+                from .kinds import memfd
+                memfd.describe(obj.fd, entry)
             out = self.images.create(f"shmem-{obj.id}.img")
             try:
                 written = 0
@@ -305,7 +320,10 @@ def premap(mm, pages_fd: int, shmem_fds: dict[int, int], base: int, where: str) 
             if v.shmem_id:
                 if v.shmem_id not in shmem_fds:
                     raise ImageError(f"{where}: VMA {v.start:#x} names unknown memory object {v.shmem_id}")
-                fd = os.dup(shmem_fds[v.shmem_id])
+                # a shared writable mapping needs a writable open of the object
+                writable = v.prot & k.PROT_WRITE and not private
+                fd = (os.open(f"/proc/self/fd/{shmem_fds[v.shmem_id]}", os.O_RDWR | os.O_CLOEXEC) if writable
+                      else os.dup(shmem_fds[v.shmem_id]))
             else:
                 fd = _open_mapped(v.path, os.O_RDWR if v.prot & k.PROT_WRITE and not private else os.O_RDONLY,
                                   where)
@@ -365,13 +383,17 @@ def _open_mapped(path: str, flags: int, where: str) -> int:
 
 def restore_shmem(images, table) -> dict[int, int]:
     """Recreate each memory object, fill it, and return id -> fd."""
+    from .kinds import memfd
     fds = {}
     for obj in table.objects:
         if obj.size > 1 << 40 or (not obj.path and obj.size % PAGE) or obj.id in fds or obj.id == 0:
             raise ImageError(f"shmem.img: bad object {obj.id} (size {obj.size})")
         if obj.path and not obj.path.startswith("/"):
             raise ImageError(f"shmem.img: object {obj.id} has a relative path")
-        fd = new_deleted_file(obj.path, obj.mode) if obj.path else _new_shared_anon(obj.size)
+        if obj.memfd:
+            fd = memfd.create(obj)
+        else:
+            fd = new_deleted_file(obj.path, obj.mode) if obj.path else _new_shared_anon(obj.size)
         data = images.open(f"shmem-{obj.id}.img")
         try:
             src = 0
@@ -383,10 +405,30 @@ def restore_shmem(images, table) -> dict[int, int]:
                 src += length
             if obj.path:
                 os.ftruncate(fd, obj.size)     # the last run is rounded up to a page
+            if obj.memfd:
+                memfd.seal_early(fd, obj)
+            elif obj.path:
+                # held read-only from now on: the kernel takes no exe (an upgraded
+                # binary's) while anyone has it open for writing
+                fd = _reopen(fd, os.O_RDONLY)
         finally:
             os.close(data)
         fds[obj.id] = fd
     return fds
+
+
+def _reopen(fd: int, flags: int) -> int:
+    new = os.open(f"/proc/self/fd/{fd}", flags | os.O_CLOEXEC)
+    os.close(fd)
+    return new
+
+
+def seal_shmem(table, fds: dict[int, int]) -> None:
+    """Once every task has built its mappings: the seals that had to wait for them (memfds)."""
+    from .kinds import memfd
+    for obj in table.objects:
+        if obj.memfd:
+            memfd.seal_late(fds[obj.id], obj)
 
 
 def _new_shared_anon(size: int) -> int:

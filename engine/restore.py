@@ -237,9 +237,11 @@ class _Restorer:
             netns.create(self.img.inventory.net)     # before any socket is made
         self.cgroups = cgroups.Placement(self.img.tasks)
         self.file_ctx = files_mod.RestoreContext(self.images, self.plan, self.img.files, self.base_fd)
-        self.opened = files_mod.open_all(self.file_ctx)
+        # memory objects first: a memfd's open files are new opens of the object its mappings share
         self.shmem_fds = {i: files_mod.move_above(fd, self.base_fd)
                           for i, fd in memory.restore_shmem(self.images, self.img.shmem).items()}
+        self.file_ctx.shmem_fds = self.shmem_fds
+        self.opened = files_mod.open_all(self.file_ctx)
         self.blob = read_blob()
         self.cb_size = CB_SLOTS + SLOT.size * len(self.procs)
         self.cb = k.mmap(0, self.cb_size, k.PROT_READ | k.PROT_WRITE, k.MAP_SHARED | k.MAP_ANONYMOUS)
@@ -258,6 +260,7 @@ class _Restorer:
             self._cb_u32_set(CB_GO, 1)
             k.lib.lxc_futex_wake(self._cb_ptr(CB_GO), 1 << 30)
             trapped = self._trace_until_trapped()
+            memory.seal_shmem(self.img.shmem, self.shmem_fds)     # every mapping exists now
             fault_point("registers")
             self._finish(trapped)
             return pid
@@ -490,7 +493,7 @@ class _Restorer:
     def _task_restore(self, p, t, mm) -> None:
         pb = _pb()
         pages = files_mod.move_above(self.images.open(f"pages-{p.pid}.img"), self.base_fd)
-        exe_fd = _exe_fd(mm.exe, self.base_fd)
+        exe_fd = self._exe_fd(mm.exe)
         here = memory.vdso_areas()
         dumped = [(v.start, v.end) for v in mm.vmas if v.kind != pb.Vma.VSYSCALL]
         current = [(m.start, m.end) for m in proc.maps("self")]
@@ -528,6 +531,26 @@ class _Restorer:
         signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         k.lib.lxc_call_blob(area, args)
 
+    def _exe_fd(self, path: str) -> int:
+        """The fd PR_SET_MM_MAP sets the exe link from, or -1 to keep ours: when the
+        task ran the same file as we do (a Python program), the kernel refuses to
+        switch (it still sees that file mapped) and there is nothing to switch.
+        An executable deleted since it started (an upgraded binary) is the file
+        its mappings were recreated from."""
+        if path.endswith(memory.DELETED):
+            for obj in self.img.shmem.objects:
+                if obj.path == path[:-len(memory.DELETED)] and obj.id in self.shmem_fds:
+                    return files_mod.move_above(os.dup(self.shmem_fds[obj.id]), self.base_fd)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise ImageError(f"executable {path}: {e.strerror}") from None
+        st, ours = os.fstat(fd), os.stat("/proc/self/exe")
+        if (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino):
+            os.close(fd)
+            return -1
+        return files_mod.move_above(fd, self.base_fd)
+
     def _task_announce(self, pid: int, args: int, area: int, size: int) -> None:
         data = SLOT.pack(pid, 0, args, area, size)
         k.ffi.memmove(k.ffi.cast("char *", self.cb + CB_SLOTS + self.index[pid] * SLOT.size), data, len(data))
@@ -539,21 +562,6 @@ _msg_buf = k.ffi.new("unsigned long *")
 
 STEP_NAMES = {1: "start", 2: "unmap", 3: "move", 4: "mm", 5: "sigaction", 6: "itimer", 7: "timer",
               8: "task", 9: "fds", 10: "threads", 11: "thread", 12: "creds", 13: "signals", 14: "trap"}
-
-
-def _exe_fd(path: str, base: int) -> int:
-    """The fd PR_SET_MM_MAP sets the exe link from, or -1 to keep ours: when the
-    task ran the same file as we do (a Python program), the kernel refuses to
-    switch (it still sees that file mapped) and there is nothing to switch."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as e:
-        raise ImageError(f"executable {path}: {e.strerror}") from None
-    st, ours = os.fstat(fd), os.stat("/proc/self/exe")
-    if (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino):
-        os.close(fd)
-        return -1
-    return files_mod.move_above(fd, base)
 
 
 def _become_zombie(status: int) -> None:

@@ -5,14 +5,14 @@ Adding a kind: write the module and its .proto, and add it to KINDS below.
 The first kind whose matches() accepts a file owns it, so specific kinds come
 before general ones (a pty before character devices, memfd before regular files).
 """
-from . import (chardev, epoll, eventfd, inetsk, inotify, memfd, mqueue, pidfd, pipe, regfile, signalfd,
-               timerfd, tty, unixsk)
+from . import (chardev, epoll, eventfd, fanotify, inetsk, inotify, memfd, mqueue, pidfd, pipe, regfile,
+               signalfd, timerfd, tty, unixsk)
 
 KINDS = [
     memfd, regfile,
     pipe,
     unixsk, inetsk,
     tty, chardev,
-    eventfd, epoll, signalfd, timerfd, inotify, pidfd,
+    eventfd, epoll, signalfd, timerfd, inotify, fanotify, pidfd,
     mqueue,
 ]
