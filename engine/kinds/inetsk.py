@@ -23,14 +23,11 @@ bytes are left behind.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
-import shutil
 import socket
 import stat
 import struct
-import subprocess
 
 from .. import kernel as k
 from ..errors import ImageError, UnsupportedError
@@ -60,7 +57,6 @@ SIOCINQ, SIOCOUTQ, SIOCOUTQNSD = 0x541B, 0x5411, 0x894B
 CHUNK = 1 << 18
 MAX_TCP_WINDOW = 32767
 TCP_MIN_MSS, TCPOLEN_TSTAMP_ALIGNED = 88, 12
-NFT_TABLE = "lxc_cr"
 
 
 def matches(link: str, st: os.stat_result) -> bool:
@@ -290,44 +286,15 @@ def _lock_key(msg) -> tuple[str, str] | None:
     return ("conn4" if family == AF_INET else "conn6"), text
 
 
-def _nft(script: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True)
-
-
 def _lock(msg) -> bool:
     """Drop what the peer sends to the dumped end until the restore has rebuilt it."""
-    if shutil.which("nft") is None:
-        log.warning("nft not found: the network is not locked; packets the peer sends while the "
-                    "connection is checkpointed will reset it")
-        return False
-    if subprocess.run(["nft", "list", "table", "inet", NFT_TABLE], capture_output=True).returncode != 0:
-        r = _nft(f"""add table inet {NFT_TABLE}
-add set inet {NFT_TABLE} conn4 {{ type ipv4_addr . inet_service . ipv4_addr . inet_service; }}
-add set inet {NFT_TABLE} conn6 {{ type ipv6_addr . inet_service . ipv6_addr . inet_service; }}
-add chain inet {NFT_TABLE} lock {{ type filter hook input priority -300; policy accept; }}
-add rule inet {NFT_TABLE} lock ip saddr . tcp sport . ip daddr . tcp dport @conn4 drop
-add rule inet {NFT_TABLE} lock ip6 saddr . tcp sport . ip6 daddr . tcp dport @conn6 drop
-""")
-        if r.returncode != 0:
-            raise UnsupportedError(f"cannot lock the network with nftables: {r.stderr.strip()}")
-    name, element = _lock_key(msg)
-    r = _nft(f"add element inet {NFT_TABLE} {name} {{ {element} }}\n")
-    if r.returncode != 0:
-        raise UnsupportedError(f"cannot lock the network with nftables: {r.stderr.strip()}")
-    return True
+    from .. import netlock          # nft is run only for established connections
+    return netlock.lock(*_lock_key(msg))
 
 
 def _unlock(msg) -> None:
-    """Let the peer's packets through again; the table goes once no connection is locked."""
-    name, element = _lock_key(msg)
-    r = _nft(f"delete element inet {NFT_TABLE} {name} {{ {element} }}\n")
-    if r.returncode != 0:
-        log.warning("could not unlock %s in nftables: %s", element, r.stderr.strip())
-    listing = subprocess.run(["nft", "-j", "list", "table", "inet", NFT_TABLE], capture_output=True, text=True)
-    if listing.returncode == 0:
-        items = json.loads(listing.stdout).get("nftables", [])
-        if not any(item.get("set", {}).get("elem") for item in items):
-            _nft(f"delete table inet {NFT_TABLE}\n")
+    from .. import netlock
+    netlock.unlock(*_lock_key(msg))
 
 
 # --- restore -----------------------------------------------------------------------------
