@@ -102,3 +102,37 @@ def test_criu_personality(tmp_path):
     assert closed.returncode == 0 and closed.stdout.startswith("Version: ")
     assert subprocess.run([LXC_CR, "--version"], capture_output=True, text=True).stdout.startswith("lxc-cr ")
     assert COUNTER
+
+
+def test_show_decodes_every_kind(tmp_path):
+    """Programs holding pipes, FIFOs, event objects, epoll, inotify, memfd and sockets:
+    every file entry of their dumps decodes, with its detail, and raw images are listed."""
+    from conftest import BIN_DIR
+    kinds = set()
+    for prog in ("50_pipe_data", "51_pipe_fifo", "52_eventfd_signalfd", "53_timerfd", "54_epoll",
+                 "56_inotify", "58_pidfd", "59_memfd", "70_unix_stream", "77_inet_tcp_listen"):
+        work = tmp_path / prog
+        work.mkdir()
+        log = work / "log"
+        with open(log, "w") as out:
+            p = subprocess.Popen([BIN_DIR / prog], stdout=out, stderr=out, stdin=subprocess.DEVNULL, cwd=work,
+                                 start_new_session=True)
+        try:
+            end = time.monotonic() + 20
+            while "READY" not in log.read_text():
+                assert time.monotonic() < end and p.poll() is None, log.read_text()
+                time.sleep(0.01)
+            res = lxc_cr("dump", "-t", str(p.pid), "-D", str(work / "d"), "--leave-running")
+            assert res.returncode == 0, res.stderr
+            res = lxc_cr("show", str(work / "d"))
+            assert res.returncode == 0, res.stderr
+            shown = json.loads(res.stdout)
+            for entry in shown["files.img"]["files"]:
+                assert entry["detail"]["@type"].startswith("type.googleapis.com/lxccr."), entry
+                kinds.add(entry["kind"])
+            assert all(isinstance(v, dict) for v in shown.values())
+        finally:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert {"pipe", "eventfd", "signalfd", "timerfd", "epoll", "inotify", "pidfd", "memfd",
+            "unixsk", "inetsk"} <= kinds, kinds
