@@ -1,6 +1,7 @@
 """Process trees in namespaces of their own, outside any container manager."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -9,6 +10,9 @@ import time
 import pytest
 
 from conftest import BIN_DIR, LXC_CR, NO_CR
+
+SETUP_LO = ["sh", "-c", 'ip link set lo up && ip addr add 127.1.2.3/8 dev lo && exec "$0"']
+SETUP_VETH = ["sh", "-c", 'ip link add lxccr0 type veth peer name lxccr1 && exec "$0"']
 
 
 def wait_for(path, text, timeout=30):
@@ -22,17 +26,14 @@ def ns_link(pid, kind):
     return os.readlink(f"/proc/{pid}/ns/{kind}")
 
 
-SETUP_LO = ["sh", "-c", 'ip link set lo up && ip addr add 127.1.2.3/8 dev lo && exec "$0"']
+def first_child(pid: int) -> int:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return int(f.read().split()[0])
 
 
-@pytest.mark.parametrize("prog, flags, setup", [
-    ("44_pid_namespace", (), []),
-    ("45_uts_ipc_namespace", ("--uts", "--ipc"), []),
-    ("46_net_namespace", ("--net",), SETUP_LO),
-])
-def test_namespaced_tree_round_trip(tmp_path, prog, flags, setup):
-    """unshare -pf makes the program PID 1 of a new PID namespace; it comes back as such,
-    with the UTS and IPC namespaces of its own it had."""
+@contextlib.contextmanager
+def unshared(tmp_path, prog, flags=(), setup=()):
+    """Run prog as PID 1 of new namespaces; yields (unshare's Popen, the program's PID, its log)."""
     log = tmp_path / "prog.log"
     with open(log, "w") as out:
         unshare = subprocess.Popen(["unshare", "--pid", "--fork", *flags, *setup, BIN_DIR / prog], stdout=out,
@@ -40,82 +41,69 @@ def test_namespaced_tree_round_trip(tmp_path, prog, flags, setup):
     root = None
     try:
         wait_for(log, "READY")
-        with open(f"/proc/{unshare.pid}/task/{unshare.pid}/children") as f:
-            root = int(f.read().split()[0])
-        if not NO_CR:
-            images = tmp_path / "images"
-            res = subprocess.run([LXC_CR, "dump", "-t", str(root), "-D", images, "-o", "dump.log", "-v4"],
-                                 capture_output=True, text=True)
-            assert res.returncode == 0, res.stderr
-            unshare.wait()
-            res = subprocess.run([LXC_CR, "restore", "-D", images, "-d", "--pidfile", tmp_path / "pid",
-                                  "-o", "restore.log", "-v4"], capture_output=True, text=True)
-            assert res.returncode == 0, res.stderr + (images / "restore.log").read_text()
-            assert int((tmp_path / "pid").read_text()) == root
-            with open(f"/proc/{root}/status") as f:
-                assert "NSpid:\t%d\t1\n" % root in f.read()
-            for kind in ("uts", "ipc", "net"):
-                assert (ns_link(root, kind) != ns_link("self", kind)) == (f"--{kind}" in flags)
-        os.kill(root, signal.SIGUSR1)
-        if NO_CR:
-            unshare.wait(timeout=30)
-            assert "PASS" in log.read_text()
-            return
-        _, status = os.waitpid(root, 0)
-        assert os.waitstatus_to_exitcode(status) == 0, log.read_text()
-        assert "PASS" in log.read_text() and "FAIL" not in log.read_text()
+        root = first_child(unshare.pid)
+        yield unshare, root, log
     finally:
         for pid in (root, unshare.pid):
             if pid:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        unshare.wait()
+
+
+def assert_refused_and_still_running(tmp_path, unshare, root, log, target, message):
+    res = subprocess.run([LXC_CR, "dump", "-t", str(target), "-D", tmp_path / "d"], capture_output=True,
+                         text=True)
+    assert res.returncode == 1 and message in res.stderr, res.stderr
+    os.kill(root, signal.SIGUSR1)
+    unshare.wait(timeout=30)
+    assert "PASS" in log.read_text()
+
+
+@pytest.mark.parametrize("prog, flags, setup", [
+    ("44_pid_namespace", (), ()),
+    ("45_uts_ipc_namespace", ("--uts", "--ipc"), ()),
+    ("46_net_namespace", ("--net",), SETUP_LO),
+])
+def test_namespaced_tree_round_trip(tmp_path, prog, flags, setup):
+    """unshare -pf makes the program PID 1 of a new PID namespace; it comes back as such,
+    with the UTS, IPC and network namespaces of its own it had."""
+    with unshared(tmp_path, prog, flags, setup) as (unshare, root, log):
+        if NO_CR:
+            os.kill(root, signal.SIGUSR1)
+            unshare.wait(timeout=30)
+            assert "PASS" in log.read_text()
+            return
+        images = tmp_path / "images"
+        res = subprocess.run([LXC_CR, "dump", "-t", str(root), "-D", images, "-o", "dump.log", "-v4"],
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        unshare.wait()
+        res = subprocess.run([LXC_CR, "restore", "-D", images, "-d", "--pidfile", tmp_path / "pid",
+                              "-o", "restore.log", "-v4"], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr + (images / "restore.log").read_text()
+        assert int((tmp_path / "pid").read_text()) == root
+        with open(f"/proc/{root}/status") as f:
+            assert "NSpid:\t%d\t1\n" % root in f.read()
+        for kind in ("uts", "ipc", "net"):
+            assert (ns_link(root, kind) != ns_link("self", kind)) == (f"--{kind}" in flags)
+        os.kill(root, signal.SIGUSR1)
+        _, status = os.waitpid(root, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, log.read_text()
+        assert "PASS" in log.read_text() and "FAIL" not in log.read_text()
 
 
 def test_pid_namespace_member_is_refused(tmp_path):
     """Only the init of a PID namespace can be the root of a dump."""
     if NO_CR:
         pytest.skip("needs lxc-cr")
-    log = tmp_path / "prog.log"
-    with open(log, "w") as out:
-        unshare = subprocess.Popen(["unshare", "--pid", "--fork", BIN_DIR / "44_pid_namespace"], stdout=out,
-                                   stderr=out, stdin=subprocess.DEVNULL, cwd=tmp_path, start_new_session=True)
-    try:
-        wait_for(log, "READY")
-        with open(f"/proc/{unshare.pid}/task/{unshare.pid}/children") as f:
-            root = int(f.read().split()[0])
-        with open(f"/proc/{root}/task/{root}/children") as f:
-            member = int(f.read().split()[0])
-        res = subprocess.run([LXC_CR, "dump", "-t", str(member), "-D", tmp_path / "d"], capture_output=True,
-                             text=True)
-        assert res.returncode == 1 and "not its init" in res.stderr
-        os.kill(root, signal.SIGUSR1)
-        unshare.wait(timeout=30)
-        assert "PASS" in log.read_text()
-    finally:
-        os.killpg(unshare.pid, signal.SIGKILL) if unshare.poll() is None else None
+    with unshared(tmp_path, "44_pid_namespace") as (unshare, root, log):
+        assert_refused_and_still_running(tmp_path, unshare, root, log, first_child(root), "not its init")
 
 
 def test_a_network_device_we_cannot_rebuild_is_refused(tmp_path):
     """A veth pair in the tree's network namespace is refused (for now), and the tree keeps running."""
     if NO_CR:
         pytest.skip("needs lxc-cr")
-    log = tmp_path / "prog.log"
-    with open(log, "w") as out:
-        veth = ["sh", "-c", 'ip link add lxccr0 type veth peer name lxccr1 && exec "$0"']
-        unshare = subprocess.Popen(["unshare", "--pid", "--fork", "--net", *veth, BIN_DIR / "44_pid_namespace"],
-                                   stdout=out, stderr=out, stdin=subprocess.DEVNULL, cwd=tmp_path,
-                                   start_new_session=True)
-    try:
-        wait_for(log, "READY")
-        with open(f"/proc/{unshare.pid}/task/{unshare.pid}/children") as f:
-            root = int(f.read().split()[0])
-        res = subprocess.run([LXC_CR, "dump", "-t", str(root), "-D", tmp_path / "d"], capture_output=True,
-                             text=True)
-        assert res.returncode == 1 and "device lxccr" in res.stderr
-        os.kill(root, signal.SIGUSR1)
-        unshare.wait(timeout=30)
-        assert "PASS" in log.read_text()
-    finally:
-        os.killpg(unshare.pid, signal.SIGKILL) if unshare.poll() is None else None
+    with unshared(tmp_path, "44_pid_namespace", ("--net",), SETUP_VETH) as (unshare, root, log):
+        assert_refused_and_still_running(tmp_path, unshare, root, log, root, "device lxccr")
