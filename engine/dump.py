@@ -16,11 +16,12 @@ import time
 from dataclasses import dataclass
 
 from . import files as files_mod
-from . import cgroups, namespaces, netns, pidns, proc, task as task_mod
+from . import cgroups, locks, namespaces, netns, pidns, proc, task as task_mod
 from .errors import CRError, DumpError, UnsupportedError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir
 from .memory import MemoryDumper
 from .freezer import Freezer
+from .kinds import tty
 from .seize import Seizure
 
 log = logging.getLogger("lxc_cr.dump")
@@ -133,6 +134,7 @@ class _Collector:
                 entry.stop_signal = signal.SIGSTOP
             # files first: an unsupported object fails the dump before memory is copied
             fds = self.files.dump_fds(pid)
+            tty.check_ctty(self.file_ctx, pid)      # a controlling terminal restore can give back
             t = task_mod.dump_task(self.s, pid, info.tids)
             t.fds.extend(fds)
             cgroups.dump(pid, t)
@@ -273,6 +275,11 @@ def check_only(plan) -> list[str]:
                 continue
             for fd in proc.fds(pid):
                 blockers.extend(_fd_blockers(ctx, pid, fd))
+                blockers.extend(locks.check(plan, pid, fd))
+            try:
+                tty.check_ctty(ctx, pid)
+            except UnsupportedError as e:
+                blockers.append(str(e))
             memory = MemoryDumper(images=None)
             try:
                 memory.vmas(pid)

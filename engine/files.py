@@ -32,8 +32,8 @@ import stat as st_mod
 from dataclasses import dataclass, field
 
 from . import kernel as k
-from . import proc
-from .errors import CRError, ImageError, UnsupportedError
+from . import locks, proc
+from .errors import CRError, DumpError, ImageError, UnsupportedError
 
 log = logging.getLogger("lxc_cr.files")
 
@@ -153,6 +153,7 @@ class FileTable:
         out = []
         for fd in proc.fds(pid):
             entry = self.entry_for(pid, fd)
+            locks.dump_fd(self.ctx, pid, fd, entry)     # the locks held through this fd
             cloexec = bool(int(proc.fdinfo(pid, fd)["flags"], 8) & O_CLOEXEC)
             out.append(pb.Fd(fd=fd, file_id=entry.id, cloexec=cloexec))
         return out
@@ -172,8 +173,6 @@ class FileTable:
         kind = kind_for(link, st)
         if kind is None:
             raise UnsupportedError(f"process {pid} fd {fd}: {describe(link, st)} is not supported")
-        if "lock" in info:
-            _check_locks(pid, fd, info)
         pb = _pb()
         flags = int(info["flags"], 8)
         entry = pb.FileEntry(id=len(self.entries) + 1, kind=kind.NAME,
@@ -181,17 +180,79 @@ class FileTable:
         # registered before dump(): a kind may look up files that point back at this one
         self.entries.append(entry)
         self.by_inode.setdefault(key, []).append(_Open(entry, pid, fd))
-        detail = kind.dump(self.ctx, FileRef(pid, fd, link, st, info, entry))
+        ref = FileRef(pid, fd, link, st, info, entry)
+        detail = kind.dump(self.ctx, ref)
         entry.detail.Pack(detail)
+        _dump_owner(self.ctx, ref, entry)
         return entry
 
     def message(self):
         return _pb().Files(files=self.entries)
 
 
-def _check_locks(pid: int, fd: int, info: dict) -> None:
-    raise UnsupportedError(f"process {pid} fd {fd}: holds a file lock ({info['lock']}); "
-                           f"file locks are not supported yet")
+# --- file owners (F_SETOWN_EX, F_SETSIG, O_ASYNC): the same for every kind -----------------
+# The owner and signal belong to the open file description.  Dump reads them on our copy of
+# it; restore sets them from the orchestrator once every task and thread exists (an owner may
+# be a thread, made last), and turns O_ASYNC on in the first task holding the file, through
+# its own fd number (the number SIGIO reports in si_fd).
+
+F_OWNER_TYPES = (0, 1, 2)      # F_OWNER_TID, F_OWNER_PID, F_OWNER_PGRP
+
+
+def _dump_owner(ctx: DumpContext, f: FileRef, entry) -> None:
+    if entry.flags & os.O_PATH:
+        return                  # an O_PATH file has no owner (fcntl refuses)
+    try:
+        fd = ctx.local_fd(f)
+        owner_type, pid = k.get_owner(fd)
+        entry.owner_signal = fcntl.fcntl(fd, k.F_GETSIG)
+    except OSError as e:
+        raise DumpError(f"process {f.pid} fd {f.fd}: cannot read its owner: {e.strerror}") from None
+    if pid <= 0:
+        return                  # nobody, or an owner that is gone
+    if not _owner_in_tree(ctx, owner_type, pid):
+        if entry.kind == "chardev" and ctx.shell_job:
+            return              # a shell job's terminal is its shell's file: restore leaves it as it is
+        what = {0: "thread", 1: "process", 2: "process group"}.get(owner_type, "owner")
+        raise UnsupportedError(f"process {f.pid} fd {f.fd}: signals for it go to {what} {pid} (F_SETOWN), "
+                               f"outside the tree")
+    entry.owner_type, entry.owner_pid = owner_type, pid
+
+
+def _owner_in_tree(ctx: DumpContext, owner_type: int, pid: int) -> bool:
+    try:
+        if owner_type == 2:
+            return any(proc.stat(p).pgid == pid for p in ctx.tree)
+        if owner_type == 0:
+            return int(proc.status(pid)["Tgid"]) in ctx.tree
+        return pid in ctx.tree
+    except (ProcessLookupError, KeyError, ValueError):
+        return False
+
+
+def _validate_owner(entry) -> None:
+    if entry.owner_type not in F_OWNER_TYPES or entry.owner_pid < 0 or not 0 <= entry.owner_signal <= 64:
+        raise ImageError(f"files.img: file {entry.id} has a bad owner or signal")
+
+
+def _restore_async(fd: int) -> None:
+    """O_ASYNC is only armed by fcntl (open() ignores it): off, then on again."""
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~fcntl.FASYNC)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags | fcntl.FASYNC)
+
+
+def restore_owners(ctx: "RestoreContext", ids: set, groups: set) -> None:
+    """In the orchestrator, every task and thread made (ids: their PIDs and TIDs, groups:
+    their process groups): each file's owner and signal, on our own copy of the file."""
+    for entry in ctx.files.values():
+        if entry.owner_signal:
+            fcntl.fcntl(ctx.opened[entry.id], k.F_SETSIG, entry.owner_signal)
+        if not entry.owner_pid:
+            continue
+        if entry.owner_pid not in (groups if entry.owner_type == 2 else ids):
+            raise ImageError(f"files.img: file {entry.id} is owned by {entry.owner_pid}, not in the tree")
+        k.set_owner(ctx.opened[entry.id], entry.owner_type, entry.owner_pid)
 
 
 def kind_for(link: str, st: os.stat_result):
@@ -250,6 +311,7 @@ def open_all(ctx: RestoreContext) -> dict[int, int]:
     """Open every file description at a fd >= ctx.base_fd; returns file id -> fd."""
     for entry in ctx.files.values():
         ctx.fd_of(entry.id)
+    locks.take_file_locks(ctx)          # flock and OFD locks belong to these open files
     return ctx.opened
 
 
@@ -276,6 +338,8 @@ def validate_files(files_msg) -> dict:
             raise ImageError(f"files.img: duplicate or zero file id {entry.id}")
         if entry.pos < 0:
             raise ImageError(f"files.img: file {entry.id} has a negative position")
+        _validate_owner(entry)
+        locks.validate(entry, "files.img")
         out[entry.id] = entry
     return out
 
@@ -341,3 +405,7 @@ def finish_in_task(ctx: RestoreContext, task, first_holder: dict[int, int]) -> N
         hook = getattr(kind, "in_task", None)
         if hook is not None:
             hook(ctx, entry, _detail(kind, entry), fds)
+    for file_id, fds in numbers.items():
+        if first_holder.get(file_id) == task.pid and ctx.files[file_id].flags & fcntl.FASYNC:
+            _restore_async(fds[0])
+    locks.take_posix_locks(ctx, task)   # last: the task's own locks (engine/locks.py)

@@ -230,10 +230,6 @@ def seccomp_filter_flags(tid: int, index: int) -> int:
     return meta.flags
 
 
-def peek_word(tid: int, addr: int) -> int:
-    return ptrace(PTRACE_PEEKDATA, tid, addr, 0, "PTRACE_PEEKDATA") & 0xFFFFFFFFFFFFFFFF
-
-
 # --- generic syscalls -----------------------------------------------------
 
 def syscall(name: str, *args: int) -> int:
@@ -431,17 +427,6 @@ def copy_range(fd_in: int, off_in: int, fd_out: int, off_out: int, length: int) 
     return done
 
 
-# --- misc -------------------------------------------------------------------
-
-def sigset_to_int(signals) -> int:
-    mask = 0
-    for s in signals:
-        mask |= 1 << (int(s) - 1)
-    return mask
-
-
-def siginfo_signo(info: bytes) -> int:
-    return struct.unpack_from("<i", info, 0)[0]
 
 
 # --- special files: pipes, event/timer/signal fds, epoll, notification groups, memfd ---------
@@ -540,3 +525,150 @@ def open_by_handle_at(mount_fd: int, handle_type: int, handle: bytes, flags: int
 def fionread(fd: int) -> int:
     """Bytes queued in a pipe (or other queue) fd."""
     return struct.unpack("i", fcntl.ioctl(fd, FIONREAD, b"\0\0\0\0"))[0]
+
+
+# --- terminals, POSIX message queues, file locks, file owners ------------------------------
+
+SYS.update(
+    ioctl=16, fcntl=72, flock=73, fstatfs=138,
+    mq_open=240, mq_unlink=241, mq_timedsend=242, mq_timedreceive=243, mq_getsetattr=245,
+)
+
+# tty ioctls (x86-64 numbers)
+TCGETS, TCSETS = 0x5401, 0x5402
+TIOCSCTTY, TIOCGPGRP, TIOCSPGRP = 0x540E, 0x540F, 0x5410
+TIOCSTI, TIOCGWINSZ, TIOCSWINSZ = 0x5412, 0x5413, 0x5414
+TIOCPKT, TIOCNOTTY, TIOCGETD, TIOCGSID = 0x5420, 0x5422, 0x5424, 0x5429
+TIOCGPTN, TIOCSPTLCK, TIOCGDEV = 0x80045430, 0x40045431, 0x80045432
+TIOCGPKT, TIOCGPTLCK, TIOCGPTPEER = 0x80045438, 0x80045439, 0x5441
+TERMIOS_SIZE = 36                 # the kernel's struct termios: 4 flags, c_line, c_cc[19]
+N_TTY_BUF_SIZE = 4096             # a tty's line discipline holds at most this minus one byte
+
+MQUEUE_MAGIC = 0x19800202
+
+# fcntl commands
+F_SETLK, F_GETLK = 6, 5
+F_SETOWN, F_GETOWN, F_SETSIG, F_GETSIG = 8, 9, 10, 11
+F_SETOWN_EX, F_GETOWN_EX = 15, 16
+F_OFD_GETLK, F_OFD_SETLK = 36, 37
+F_RDLCK, F_WRLCK, F_UNLCK = 0, 1, 2
+LOCK_SH, LOCK_EX, LOCK_NB = 1, 2, 4
+
+
+def _addr(buf) -> int:
+    return int(ffi.cast("uintptr_t", buf))
+
+
+def ioctl_get_int(fd: int, request: int, name: str = "ioctl") -> int:
+    """An ioctl that fills one int (TIOCGPTN, TIOCGPKT, TIOCGPGRP...)."""
+    value = ffi.new("int *")
+    _check(lib.lxc_syscall6(SYS["ioctl"], fd, request, _addr(value), 0, 0, 0), name)
+    return value[0]
+
+
+def ioctl_set_int(fd: int, request: int, value: int, name: str = "ioctl") -> None:
+    """An ioctl that reads one int through a pointer (TIOCSPTLCK, TIOCPKT, TIOCSPGRP)."""
+    p = ffi.new("int *", value)
+    _check(lib.lxc_syscall6(SYS["ioctl"], fd, request, _addr(p), 0, 0, 0), name)
+
+
+def ioctl_arg(fd: int, request: int, arg: int, name: str = "ioctl") -> int:
+    """An ioctl whose argument is a plain number (TIOCSCTTY, TIOCGPTPEER, TIOCNOTTY)."""
+    return _check(lib.lxc_syscall6(SYS["ioctl"], fd, request, arg, 0, 0, 0), name)
+
+
+def tcgets(fd: int) -> bytes:
+    buf = ffi.new("char[]", TERMIOS_SIZE)
+    _check(lib.lxc_syscall6(SYS["ioctl"], fd, TCGETS, _addr(buf), 0, 0, 0), "TCGETS")
+    return bytes(ffi.buffer(buf, TERMIOS_SIZE))
+
+
+def tcsets(fd: int, termios: bytes) -> None:
+    """Set termios at once (TCSETS: no draining, no flushing)."""
+    buf = ffi.new("char[]", bytes(termios))
+    _check(lib.lxc_syscall6(SYS["ioctl"], fd, TCSETS, _addr(buf), 0, 0, 0), "TCSETS")
+
+
+def get_winsize(fd: int) -> tuple[int, int, int, int]:
+    buf = ffi.new("uint16_t[4]")
+    _check(lib.lxc_syscall6(SYS["ioctl"], fd, TIOCGWINSZ, _addr(buf), 0, 0, 0), "TIOCGWINSZ")
+    return tuple(buf)
+
+
+def set_winsize(fd: int, size: tuple[int, int, int, int]) -> None:
+    buf = ffi.new("uint16_t[4]", list(size))
+    _check(lib.lxc_syscall6(SYS["ioctl"], fd, TIOCSWINSZ, _addr(buf), 0, 0, 0), "TIOCSWINSZ")
+
+
+def tiocsti(fd: int, data: bytes) -> None:
+    """Push bytes into a tty's input queue, one at a time, as if they had just arrived."""
+    c = ffi.new("char *")
+    for b in data:
+        c[0] = bytes([b])
+        _check(lib.lxc_syscall6(SYS["ioctl"], fd, TIOCSTI, _addr(c), 0, 0, 0), "TIOCSTI")
+
+
+def fstatfs_type(fd: int) -> int:
+    """The f_type (magic number) of the filesystem an fd is on."""
+    buf = ffi.new("int64_t[16]")           # struct statfs is 120 bytes; f_type comes first
+    _check(lib.lxc_syscall6(SYS["fstatfs"], fd, _addr(buf), 0, 0, 0, 0), "fstatfs")
+    return buf[0]
+
+
+def mq_open(name: str, flags: int, mode: int = 0, attr: tuple[int, int] | None = None) -> int:
+    """mq_open(2) by its queue name (without the leading '/'); attr = (maxmsg, msgsize)."""
+    n = ffi.new("char[]", os.fsencode(name))
+    a = ffi.new("int64_t[8]", [0, attr[0], attr[1], 0]) if attr else ffi.NULL
+    return syscall("mq_open", _addr(n), flags, mode, _addr(a) if attr else 0)
+
+
+def mq_unlink(name: str) -> None:
+    n = ffi.new("char[]", os.fsencode(name))
+    syscall("mq_unlink", _addr(n))
+
+
+def mq_getattr(fd: int) -> tuple[int, int, int, int]:
+    """(flags, maxmsg, msgsize, curmsgs) of a message queue descriptor."""
+    a = ffi.new("int64_t[8]")
+    syscall("mq_getsetattr", fd, 0, _addr(a))
+    return a[0], a[1], a[2], a[3]
+
+
+_NO_WAIT = ffi.new("int64_t[2]")           # an absolute time long past: never block
+
+
+def mq_receive_now(fd: int, msgsize: int) -> tuple[bytes, int] | None:
+    """The next message (highest priority first) and its priority, or None if the queue is empty."""
+    buf = ffi.new("char[]", max(msgsize, 1))
+    prio = ffi.new("unsigned int *")
+    ret = lib.lxc_syscall6(SYS["mq_timedreceive"], fd, _addr(buf), msgsize, _addr(prio), _addr(_NO_WAIT), 0)
+    if ret == -1 and ffi.errno in (errno.ETIMEDOUT, errno.EAGAIN):
+        return None
+    n = _check(ret, "mq_timedreceive")
+    return bytes(ffi.buffer(buf, n)), prio[0]
+
+
+def mq_send_now(fd: int, data: bytes, prio: int) -> None:
+    """Queue one message; fails (ETIMEDOUT) rather than wait if the queue is full."""
+    buf = ffi.new("char[]", data or b"\0")
+    syscall("mq_timedsend", fd, _addr(buf), len(data), prio, _addr(_NO_WAIT))
+
+
+def get_owner(fd: int) -> tuple[int, int]:
+    """(type, pid) of the process or group that gets SIGIO/SIGURG for this open file (F_GETOWN_EX)."""
+    o = ffi.new("int32_t[2]")
+    syscall("fcntl", fd, F_GETOWN_EX, _addr(o))
+    return o[0], o[1]
+
+
+def set_owner(fd: int, owner_type: int, pid: int) -> None:
+    o = ffi.new("int32_t[2]", [owner_type, pid])
+    syscall("fcntl", fd, F_SETOWN_EX, _addr(o))
+
+
+def lock_range(fd: int, cmd: int, write: bool, start: int, length: int) -> None:
+    """Take a POSIX (F_SETLK) or OFD (F_OFD_SETLK) record lock without waiting."""
+    # struct flock: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid
+    fl = ffi.new("char[]", struct.pack("<hhxxxxqqi4x", F_WRLCK if write else F_RDLCK, os.SEEK_SET,
+                                       start, length, 0))
+    syscall("fcntl", fd, cmd, _addr(fl))

@@ -30,6 +30,7 @@ from . import cgroups, memory, namespaces, netns, pidns, proc
 from . import task as task_mod
 from .errors import CRError, ImageError, PlanError, RestoreError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir
+from .kinds import tty
 from .restorer import BlobLayout, read_blob
 from .seize import remote_syscall
 
@@ -150,6 +151,7 @@ def _validate_task(t, inv, where: str) -> None:
         regs = k.regs_from_bytes(th.regs)
         if regs.rip >= k.TASK_SIZE or regs.cs != 0x33 or regs.ss != 0x2b:
             raise ImageError(f"{where}: thread {th.tid} registers are not those of a 64-bit user task")
+    task_mod.check_xsave(t, inv.xfeatures, where)
     if any(len(s) != 128 for s in t.shared_siginfo):
         raise ImageError(f"{where}: bad pending signal")
     c = t.creds
@@ -375,6 +377,9 @@ class _Restorer:
 
     def _finish(self, trapped: dict[int, int]) -> None:
         pb = _pb()
+        # file owners may be any task or thread: all exist now, and none runs yet
+        files_mod.restore_owners(self.file_ctx, {t for p in self.live for t in p.tids}
+                                 | {p.pid for p in self.procs}, {p.pgid for p in self.procs})
         for p in self.live:
             t = self.img.tasks[p.pid]
             for th in t.threads:
@@ -443,6 +448,7 @@ class _Restorer:
         self.cgroups.join(p.pid)     # before forking: children start where they belong
         if p.sid == p.pid:
             os.setsid()
+            tty.take_ctty(self.file_ctx, p.pid)     # before forking: the session's tasks inherit it
         t = self.img.tasks.get(p.pid)
         if t is not None and t.child_subreaper:
             k.set_child_subreaper(True)
@@ -459,6 +465,7 @@ class _Restorer:
         if pgid != os.getpgid(0) and p.pgid not in self.outside:
             os.setpgid(0, pgid)
         self._barrier(CB_GROUPS)
+        tty.set_foreground(self.file_ctx, p.pid, p.sid, self._seen)   # every group exists now
         if p.state == pb.Process.HELPER:
             os._exit(0)
         if p.state == pb.Process.ZOMBIE:

@@ -161,15 +161,16 @@ def _posix_timers(s: Seizure, pid: int, leader: int):
     return out
 
 
-def check_xsave(task, xfeatures_here: int, where: str) -> None:
-    """Refuse state this CPU cannot take, and report AMX use."""
+def check_xsave(task, xfeatures: int, where: str) -> None:
+    """Every thread's xsave header may only claim components the dump's CPU had
+    (which load() has already checked against this CPU's)."""
     for t in task.threads:
         if len(t.xsave) < XSTATE_BV_OFFSET + 8:
             raise ImageError(f"{where}: thread {t.tid} has a truncated xsave block")
         bv = struct.unpack_from("<Q", t.xsave, XSTATE_BV_OFFSET)[0]
-        if bv & ~xfeatures_here:
-            raise ImageError(f"{where}: thread {t.tid} uses CPU state {bv & ~xfeatures_here:#x} "
-                             f"this CPU does not have")
+        if bv & ~xfeatures:
+            raise ImageError(f"{where}: thread {t.tid} claims CPU state {bv & ~xfeatures:#x} "
+                             f"outside the dump's XCR0")
 
 
 def uses_amx(thread) -> bool:

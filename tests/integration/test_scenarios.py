@@ -5,7 +5,6 @@ it, sends SIGUSR1 and requires PASS from inside (see conftest.py and
 progs/common.h).  LXC_CR_TEST_NO_CR=1 runs the programs without dump/restore.
 """
 
-import pytest
 
 
 # ---- memory
