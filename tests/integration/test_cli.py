@@ -110,7 +110,8 @@ def test_show_decodes_every_kind(tmp_path):
     from conftest import BIN_DIR
     kinds = set()
     for prog in ("50_pipe_data", "51_pipe_fifo", "52_eventfd_signalfd", "53_timerfd", "54_epoll",
-                 "56_inotify", "58_pidfd", "59_memfd", "70_unix_stream", "77_inet_tcp_listen"):
+                 "56_inotify", "58_pidfd", "59_memfd", "70_unix_stream", "77_inet_tcp_listen",
+                 "90_pty_pair", "93_mqueue"):
         work = tmp_path / prog
         work.mkdir()
         log = work / "log"
@@ -122,7 +123,7 @@ def test_show_decodes_every_kind(tmp_path):
             while "READY" not in log.read_text():
                 assert time.monotonic() < end and p.poll() is None, log.read_text()
                 time.sleep(0.01)
-            res = lxc_cr("dump", "-t", str(p.pid), "-D", str(work / "d"), "--leave-running")
+            res = lxc_cr("dump", "-t", str(p.pid), "-D", str(work / "d"), "--leave-running", "--file-locks")
             assert res.returncode == 0, res.stderr
             res = lxc_cr("show", str(work / "d"))
             assert res.returncode == 0, res.stderr
@@ -135,4 +136,4 @@ def test_show_decodes_every_kind(tmp_path):
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
     assert {"pipe", "eventfd", "signalfd", "timerfd", "epoll", "inotify", "pidfd", "memfd",
-            "unixsk", "inetsk"} <= kinds, kinds
+            "unixsk", "inetsk", "tty", "mqueue"} <= kinds, kinds
