@@ -20,7 +20,7 @@ log = logging.getLogger("lxc_cr.cgroups")
 
 
 def dump(pid: int, task) -> None:
-    for line in proc._read(f"/proc/{pid}/cgroup").splitlines():
+    for line in proc.read_text(f"/proc/{pid}/cgroup").splitlines():
         _, controllers, path = line.split(":", 2)
         task.cgroups.add(controllers=controllers, path=path)
 
@@ -28,8 +28,8 @@ def dump(pid: int, task) -> None:
 def _mounts() -> dict[str, str]:
     """Controllers ("cpu", "name=systemd", "" for cgroup2) -> where that hierarchy is mounted here."""
     out: dict[str, str] = {}
-    known = {line.split()[0] for line in proc._read("/proc/cgroups").splitlines()[1:]}
-    for line in proc._read("/proc/self/mountinfo").splitlines():
+    known = {line.split()[0] for line in proc.read_text("/proc/cgroups").splitlines()[1:]}
+    for line in proc.read_text("/proc/self/mountinfo").splitlines():
         left, _, right = line.partition(" - ")
         fstype, _, options = right.split()[:3]
         point = left.split()[4]
@@ -99,6 +99,6 @@ class Placement:
 
 
 def _own():
-    for line in proc._read("/proc/self/cgroup").splitlines():
+    for line in proc.read_text("/proc/self/cgroup").splitlines():
         _, controllers, path = line.split(":", 2)
         yield controllers, path

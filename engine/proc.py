@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 
-def _read(path: str) -> str:
+def read_text(path: str) -> str:
     try:
         with open(path, "rb") as f:
             return f.read().decode("utf-8", "surrogateescape")
@@ -56,7 +56,7 @@ class Stat:
 
 def stat(pid: int, tid: int | None = None) -> Stat:
     path = f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat"
-    text = _read(path)
+    text = read_text(path)
     lpar, rpar = text.index("("), text.rindex(")")
     comm = text[lpar + 1:rpar]
     f = text[rpar + 2:].split()
@@ -71,7 +71,7 @@ def stat(pid: int, tid: int | None = None) -> Stat:
 def status(pid: int, tid: int | None = None) -> dict[str, str]:
     path = f"/proc/{pid}/task/{tid}/status" if tid else f"/proc/{pid}/status"
     out = {}
-    for line in _read(path).splitlines():
+    for line in read_text(path).splitlines():
         key, _, value = line.partition(":")
         out[key] = value.strip()
     return out
@@ -89,7 +89,7 @@ def children(pid: int) -> list[int]:
     kids = []
     for tid in tids(pid):
         try:
-            kids.extend(int(c) for c in _read(f"/proc/{pid}/task/{tid}/children").split())
+            kids.extend(int(c) for c in read_text(f"/proc/{pid}/task/{tid}/children").split())
         except ProcessLookupError:
             pass
     return kids
@@ -113,7 +113,7 @@ _MAPS_RE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) (\S+) (\d+)
 def smaps(pid: int) -> list[MapEntry]:
     """VMAs with their VmFlags (only the header lines and VmFlags are kept)."""
     entries: list[MapEntry] = []
-    for line in _read(f"/proc/{pid}/smaps").splitlines():
+    for line in read_text(f"/proc/{pid}/smaps").splitlines():
         m = _MAPS_RE.match(line)
         if m:
             entries.append(MapEntry(int(m[1], 16), int(m[2], 16), m[3], int(m[4], 16), m[5],
@@ -125,7 +125,7 @@ def smaps(pid: int) -> list[MapEntry]:
 
 def maps(pid: int) -> list[MapEntry]:
     entries = []
-    for line in _read(f"/proc/{pid}/maps").splitlines():
+    for line in read_text(f"/proc/{pid}/maps").splitlines():
         m = _MAPS_RE.match(line)
         if m:
             entries.append(MapEntry(int(m[1], 16), int(m[2], 16), m[3], int(m[4], 16), m[5],
@@ -135,7 +135,7 @@ def maps(pid: int) -> list[MapEntry]:
 
 def fdinfo(pid: int, fd: int) -> dict[str, str]:
     out = {}
-    for line in _read(f"/proc/{pid}/fdinfo/{fd}").splitlines():
+    for line in read_text(f"/proc/{pid}/fdinfo/{fd}").splitlines():
         key, _, value = line.partition(":")
         out.setdefault(key, value.strip())
     return out
@@ -164,7 +164,7 @@ def auxv(pid: int) -> list[int]:
 def timers(pid: int) -> list[dict[str, str]]:
     """/proc/PID/timers: one dict per POSIX timer (ID, signal, notify, ClockID)."""
     out: list[dict[str, str]] = []
-    for line in _read(f"/proc/{pid}/timers").splitlines():
+    for line in read_text(f"/proc/{pid}/timers").splitlines():
         key, _, value = line.partition(":")
         if key == "ID":
             out.append({})
@@ -180,7 +180,7 @@ def limits(pid: int) -> list[tuple[int, int]]:
 
     Reading them with prlimit() would need CAP_SYS_RESOURCE when the task has other uids."""
     out = []
-    for line in _read(f"/proc/{pid}/limits").splitlines()[1:]:
+    for line in read_text(f"/proc/{pid}/limits").splitlines()[1:]:
         soft, hard = line[26:47].strip(), line[47:68].strip()
         out.append(tuple(RLIM_INFINITY if v == "unlimited" else int(v) for v in (soft, hard)))
     return out

@@ -61,7 +61,7 @@ def dump_thread(s: Seizure, pid: int, tid: int):
     t.sigmask = k.get_sigmask(tid)
     t.siginfo.extend(k.peek_siginfo(tid, shared=False))
     t.comm = proc.stat(pid, tid).comm
-    t.timerslack_ns = int(proc._read(f"/proc/{tid}/timerslack_ns"))
+    t.timerslack_ns = int(proc.read_text(f"/proc/{tid}/timerslack_ns"))
     t.affinity.extend(sorted(os.sched_getaffinity(tid)))
     t.robust_list, t.robust_len = k.get_robust_list(tid)
     ptr, size, sig = k.get_rseq(tid)
@@ -91,7 +91,7 @@ def dump_task(s: Seizure, pid: int, tids: list[int]):
         task.rlimits.add(resource=r, cur=cur, max=mx)
     task.sched_policy = os.sched_getscheduler(pid)
     task.sched_priority = os.sched_getparam(pid).sched_priority
-    task.oom_score_adj = int(proc._read(f"/proc/{pid}/oom_score_adj"))
+    task.oom_score_adj = int(proc.read_text(f"/proc/{pid}/oom_score_adj"))
     task.ioprio = k.syscall("ioprio_get", IOPRIO_WHO_PROCESS, pid)
     task.thp_disabled = status.get("THP_enabled", "1") == "0"
     for signo in range(1, NSIG + 1):
@@ -107,7 +107,7 @@ def dump_task(s: Seizure, pid: int, tids: list[int]):
         task.itimers.add(interval_sec=i_s, interval_usec=i_us, value_sec=v_s, value_usec=v_us)
     task.posix_timers.extend(_posix_timers(s, pid, leader))
     task.shared_siginfo.extend(k.peek_siginfo(leader, shared=True))
-    task.personality = int(proc._read(f"/proc/{pid}/personality"), 16)
+    task.personality = int(proc.read_text(f"/proc/{pid}/personality"), 16)
     task.umask = int(status.get("Umask", "0022"), 8)
     _, raw = s.remote_call_out(leader, pid, "prctl", 4, PR_GET_CHILD_SUBREAPER, SCRATCH)
     task.child_subreaper = struct.unpack("<i", raw)[0] != 0

@@ -74,13 +74,7 @@ def _table(family: int, proto: int):
 # --- dump --------------------------------------------------------------------------------
 
 def _what(f, msg) -> str:
-    proto = "TCP" if msg.protocol == IPPROTO_TCP else "UDP"
-    text = f"process {f.pid} fd {f.fd}: {proto} socket"
-    if msg.HasField("local"):
-        text += " " + _sock.address_text(msg.family, msg.local.addr, msg.local.port)
-    if msg.HasField("peer"):
-        text += " -> " + _sock.address_text(msg.family, msg.peer.addr, msg.peer.port)
-    return text
+    return f"process {f.pid} fd {f.fd}: {_restore_what(msg)}"
 
 
 def _describe(ctx, f, sk) -> tuple:
@@ -328,6 +322,7 @@ def open(ctx, entry, msg) -> int:
 
 
 def _restore_what(msg) -> str:
+    """'TCP socket 1.2.3.4:80 -> 5.6.7.8:1234': a socket as the messages name it."""
     proto = "TCP" if msg.protocol == IPPROTO_TCP else "UDP"
     text = f"{proto} socket"
     if msg.HasField("local"):
