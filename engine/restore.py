@@ -80,9 +80,9 @@ def load(images: ImageDir, shell_job: bool) -> Image:
     if inv.shell_job and not shell_job:
         raise PlanError("this dump is a shell job: restore it with --shell-job")
     img = Image(inventory=inv, pstree=images.read("pstree.img", pb.Pstree))
-    _validate_pstree(img.pstree, inv.root_pid, f"{images.path}/pstree.img")
+    _validate_pstree(img.pstree, inv.root_pid, inv.shell_job, f"{images.path}/pstree.img")
     if inv.pid_ns:
-        _validate_pid_ns(img.pstree, f"{images.path}/pstree.img")
+        _validate_pid_ns(img.pstree, inv.shell_job, f"{images.path}/pstree.img")
     if inv.HasField("net"):
         netns.validate(inv.net, where)
     img.files = files_mod.validate_files(images.read("files.img", pb.Files))
@@ -107,8 +107,10 @@ def load(images: ImageDir, shell_job: bool) -> Image:
     return img
 
 
-def _validate_pstree(pstree, root: int, where: str) -> None:
+def _validate_pstree(pstree, root: int, shell_job: bool, where: str) -> None:
     pb = _pb()
+    # a shell job's session or group may lie outside the dumper's PID namespace: it reads as 0
+    lowest = 0 if shell_job else 1
     seen = set()
     if not pstree.processes or pstree.processes[0].pid != root or pstree.processes[0].ppid != 0:
         raise ImageError(f"{where}: the first process is not the root {root}")
@@ -121,16 +123,19 @@ def _validate_pstree(pstree, root: int, where: str) -> None:
             raise ImageError(f"{where}: process {p.pid} comes before its parent {p.ppid}")
         if p.state in (pb.Process.ALIVE, pb.Process.STOPPED) and (not p.tids or p.tids[0] != p.pid):
             raise ImageError(f"{where}: process {p.pid} has no leader thread")
-        if not (0 < p.sid < pid_max and 0 < p.pgid < pid_max):
+        if not (lowest <= p.sid < pid_max and lowest <= p.pgid < pid_max):
             raise ImageError(f"{where}: process {p.pid} has a bad session or group")
         seen.add(p.pid)
 
 
-def _validate_pid_ns(pstree, where: str) -> None:
+def _validate_pid_ns(pstree, shell_job: bool, where: str) -> None:
     seen = set()
+    lowest = 0 if shell_job else 1
     for p in pstree.processes:
-        ids = [p.ns_pid, p.ns_pgid, p.ns_sid, *p.ns_tids]
-        if any(not 0 < i < 1 << 22 for i in ids) or p.ns_pid in seen or len(p.ns_tids) != len(p.tids):
+        own = [p.ns_pid, *p.ns_tids]
+        bad = (any(not 0 < i < 1 << 22 for i in own) or any(not lowest <= i < 1 << 22 for i in (p.ns_pgid, p.ns_sid))
+               or p.ns_pid in seen or len(p.ns_tids) != len(p.tids))
+        if bad:
             raise ImageError(f"{where}: bad PID namespace numbers for process {p.pid}")
         seen.add(p.ns_pid)
     if pstree.processes[0].ns_pid != 1:
