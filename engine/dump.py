@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass
 
 from . import files as files_mod
-from . import cgroups, locks, namespaces, netns, pidns, proc, task as task_mod
+from . import actions, cgroups, locks, namespaces, netns, pidns, proc, task as task_mod
 from .errors import CRError, DumpError, UnsupportedError, fault_point
-from .images import FORMAT_VERSION, INVENTORY, ImageDir
+from .images import FORMAT_VERSION, INVENTORY, ImageDir, prune
 from .memory import MemoryDumper
 from .freezer import Freezer
 from .kinds import tty
@@ -43,6 +43,7 @@ def _pb():
 def dump(plan) -> DumpStats:
     """Checkpoint the tree rooted at plan.pid into plan.images_dir."""
     stats = DumpStats()
+    actions.run(plan, "pre_dump", plan.pid)
     images = ImageDir.for_dump(plan.images_dir)
     _pb()                   # load protobuf now: the tree should not wait for an import
     seizure = Seizure(plan.pid, Freezer(plan.freeze_cgroup) if plan.freeze_cgroup else None)
@@ -65,6 +66,7 @@ def dump(plan) -> DumpStats:
         stats.pages_written = collector.memory.pages_written
         fault_point("write")
         images.write(INVENTORY, collector.inventory())
+        actions.run(plan, "post_dump", plan.pid)
     except BaseException as e:
         images.remove_created()
         if collector is not None:
@@ -85,8 +87,12 @@ def dump(plan) -> DumpStats:
         seizure.release()
     else:
         seizure.kill()
-    images.close()
     stats.frozen_time = time.monotonic() - t0
+    if plan.compress == "zstd":      # the tree is already released: it does not wait for this
+        images.compress([n for n in images.created if n.startswith(("pages-", "shmem-"))])
+    images.close()
+    if plan.retention:
+        prune(*plan.retention)
     log.info("dump of %d complete: frozen for %.1f ms (memory %.1f ms), %d pages written",
              plan.pid, stats.frozen_time * 1000, stats.memdump_time * 1000, stats.pages_written)
     return stats

@@ -46,3 +46,7 @@ def fault_point(step: str) -> None:
     if os.environ.get("LXC_CR_PAUSE") == step:
         import time
         time.sleep(60)
+
+
+class ActionError(CRError):
+    """A command the plan asked to run around a dump or restore failed."""

@@ -6,11 +6,17 @@ so that a truncated or corrupted file is caught before any field is used.
 Raw data files (pages, file contents) are written without framing; their
 expected sizes are recorded in the protobuf images that describe them.
 Directories are 0700 and files 0600: images hold memory contents.
+
+Memory page files may be stored compressed (NAME.zst, written by zstd after the tree was
+released): readers ask for NAME and get the decompressed content in a memfd, filled by the
+zstd process itself, so page data never passes through Python.
 """
 from __future__ import annotations
 
+import logging
 import os
 import struct
+import subprocess
 import zlib
 from dataclasses import dataclass, field
 
@@ -21,6 +27,7 @@ MAGIC = b"LXCR"
 HEADER = struct.Struct("<4sIQI")
 INVENTORY = "inventory.img"
 MAX_IMAGE = 1 << 30          # no protobuf image is ever this large
+ZSTD = ".zst"
 
 
 def _pb():
@@ -35,6 +42,7 @@ class ImageDir:
     path: str
     fd: int
     created: list[str] = field(default_factory=list)
+    unpacked: dict[str, int] = field(default_factory=dict)    # NAME -> memfd with NAME.zst's content
 
     @classmethod
     def for_dump(cls, path: str) -> "ImageDir":
@@ -60,6 +68,9 @@ class ImageDir:
         return cls(path, fd)
 
     def close(self) -> None:
+        for fd in self.unpacked.values():
+            os.close(fd)
+        self.unpacked.clear()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -79,13 +90,45 @@ class ImageDir:
         try:
             return os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.fd)
         except FileNotFoundError:
+            if _exists(self.fd, name + ZSTD):
+                return os.dup(self._unpack(name))
             raise ImageError(f"{self.path}/{name}: image file missing") from None
 
     def size(self, name: str) -> int:
         try:
             return os.stat(name, dir_fd=self.fd).st_size
         except FileNotFoundError:
+            if _exists(self.fd, name + ZSTD):
+                return os.fstat(self._unpack(name)).st_size
             raise ImageError(f"{self.path}/{name}: image file missing") from None
+
+    def compress(self, names: list[str]) -> None:
+        """Replace each raw file NAME by NAME.zst.  A file zstd fails on stays as it was
+        (readers take either form): the dump is complete either way, so that is a warning."""
+        for name in names:
+            try:
+                done = subprocess.run(["zstd", "-q", "--rm", "-T0", name], cwd=self.path,
+                                      stdin=subprocess.DEVNULL, capture_output=True, text=True)
+                problem = done.stderr.strip() if done.returncode else None
+            except OSError as e:
+                problem = e.strerror
+            if problem:
+                logging.getLogger("lxc_cr").warning("%s/%s left uncompressed: zstd: %s", self.path, name, problem)
+
+    def _unpack(self, name: str) -> int:
+        if name not in self.unpacked:
+            src = os.open(name + ZSTD, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.fd)
+            out = os.memfd_create(name, os.MFD_CLOEXEC)
+            try:
+                done = subprocess.run(["zstd", "-d", "-q", "-c"], stdin=src, stdout=out,
+                                      stderr=subprocess.PIPE, text=True)
+            finally:
+                os.close(src)
+            if done.returncode != 0:
+                os.close(out)
+                raise ImageError(f"{self.path}/{name}{ZSTD}: cannot decompress: {done.stderr.strip()}")
+            self.unpacked[name] = out
+        return self.unpacked[name]
 
     def remove_created(self) -> None:
         for name in reversed(self.created):
@@ -131,6 +174,17 @@ class ImageDir:
         except Exception as e:  # protobuf raises its own DecodeError
             raise ImageError(f"{where}: cannot decode: {e}") from None
         return msg
+
+
+def prune(pattern: str, keep: int) -> None:
+    """Retention: of the complete dumps whose directories match pattern (a glob made from a
+    policy's images_dir template, the time left open), keep the newest `keep`."""
+    import glob
+    import shutil
+    dumps = sorted(d for d in glob.glob(pattern) if os.path.isfile(os.path.join(d, INVENTORY)))
+    for old in dumps[:-keep]:
+        logging.getLogger("lxc_cr").info("retention: removing %s", old)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _open_dir(path: str) -> int:

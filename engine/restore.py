@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 from . import files as files_mod
 from . import kernel as k
-from . import cgroups, memory, namespaces, netns, pidns, proc
+from . import actions, cgroups, memory, namespaces, netns, pidns, proc
 from . import task as task_mod
-from .errors import CRError, ImageError, PlanError, RestoreError, fault_point
+from .errors import ActionError, CRError, ImageError, PlanError, RestoreError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir
 from .kinds import tty
 from .restorer import BlobLayout, read_blob
@@ -183,6 +183,10 @@ def restore(plan) -> int:
         images.close()
     if plan.pidfile:
         _write_pidfile(plan.pidfile, root)
+    try:
+        actions.run(plan, "post_restore", root)
+    except ActionError as e:
+        log.warning("the tree runs, but %s", e)
     if plan.detach or plan.restore_sibling:
         return root          # a sibling is our parent's child: only it can wait for it
     _, status = os.waitpid(root, 0)

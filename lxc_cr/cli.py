@@ -14,9 +14,10 @@ from . import CRIU_COMPAT_VERSION, __version__
 USAGE = """\
 usage: lxc-cr dump -t PID -D DIR [-o LOG] [-v[N]] [--leave-running] [--shell-job] [--file-locks]
                   [--ext-unix-sk] [--tcp-established] [--skip-in-flight] [--check-only]
-                  [--freeze-cgroup CGROUP]
+                  [--freeze-cgroup CGROUP] [--ghost-limit SIZE] [--policy FILE]...
        lxc-cr restore -D DIR [-d] [--pidfile FILE] [-o LOG] [-v[N]] [--shell-job] [--restore-sibling]
-                  [--file-locks] [--ext-unix-sk] [--tcp-established]
+                  [--file-locks] [--ext-unix-sk] [--tcp-established] [--policy FILE]...
+       lxc-cr plan -t PID [dump options]
        lxc-cr check
        lxc-cr show DIR [IMAGE]
        lxc-cr --version
@@ -35,6 +36,7 @@ dump options:
   --skip-in-flight         leave out half-open TCP connections instead of refusing them
   --check-only             list everything that would block a dump; freeze nothing, write nothing
   --freeze-cgroup CGROUP   freeze this cgroup (cgroup2 directory or v1 freezer) before seizing
+  --ghost-limit SIZE       largest unlinked open file whose content is saved (default 64M)
 restore options:
   -D, --images-dir DIR     image directory of a complete dump
   -d, --restore-detached   leave the restored tree running and exit (default: wait for it)
@@ -43,7 +45,13 @@ restore options:
   --restore-sibling        make the restored root a sibling of lxc-cr (a child of its parent)
   --file-locks, --ext-unix-sk, --tcp-established
                            needed again at restore when the dump used them
+plan:
+  prints, as YAML, what a dump with these options would do: first everything that would
+  block it, then every setting with where it came from (built-in default, policy file and
+  line, command line). Freezes nothing.
 common options:
+  --policy FILE            policy file to apply (repeatable; default: /etc/lxc-cr/*.yaml);
+                           see configs/README.md. The command line wins over policies.
   -o, --log-file FILE      log file, relative to the image directory (default dump.log /
                            restore.log; '-' for stderr)
   -v[N], --verbosity N     log level 0-4 (4: debug); -v alone means 4
@@ -82,6 +90,8 @@ def _parser():
     p.add_argument("--skip-in-flight", action="store_true")
     p.add_argument("--check-only", action="store_true")
     p.add_argument("--freeze-cgroup")
+    p.add_argument("--ghost-limit", type=_size)
+    p.add_argument("--policy", action="append")
     p.add_argument("-V", "--version", action="store_true")
     return p
 
@@ -92,6 +102,14 @@ def _level(text: str) -> int:
     if set(text) == {"v"}:           # -vvv
         return min(4, 2 + len(text) + 1)
     raise UsageError(f"bad verbosity {text!r} (0-4)")
+
+
+def _size(text: str) -> int:
+    from .policy import PolicyError, parse_size
+    try:
+        return parse_size(text, "--ghost-limit")
+    except PolicyError as e:
+        raise UsageError(str(e)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,11 +251,27 @@ def _supervised(work) -> int:
         os._exit(code)
 
 
+def cmd_plan(args) -> int:
+    from .plan import dump_plan
+    from .engine.dump import check_only
+    import yaml
+    _no_operands(args, "plan")
+    _refuse(args, ("restore_detached", "pidfile", "restore_sibling", "check_only"))
+    plan = dump_plan(args)
+    document = {
+        "dump": {"pid": plan.pid, "images_dir": plan.images_dir},
+        "blocking": check_only(plan),
+        "settings": {key: {"value": s.value, "from": s.origin} for key, s in plan.origins.items()},
+    }
+    _out(yaml.safe_dump(document, sort_keys=False, default_flow_style=False))
+    return 0
+
+
 def cmd_restore(args) -> int:
     from .engine import restore
     from .plan import restore_plan
     _no_operands(args, "restore")
-    _refuse(args, ("tree", "leave_running", "skip_in_flight", "check_only", "freeze_cgroup"))
+    _refuse(args, ("tree", "leave_running", "skip_in_flight", "check_only", "freeze_cgroup", "ghost_limit"))
     plan = restore_plan(args)
     if not os.path.isdir(plan.images_dir):
         from .engine.errors import PlanError
@@ -276,7 +310,7 @@ def cmd_show(args) -> int:
     return 0
 
 
-COMMANDS = {"dump": cmd_dump, "restore": cmd_restore, "check": cmd_check, "show": cmd_show}
+COMMANDS = {"dump": cmd_dump, "restore": cmd_restore, "plan": cmd_plan, "check": cmd_check, "show": cmd_show}
 
 if __name__ == "__main__":
     sys.exit(main())

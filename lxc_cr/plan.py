@@ -2,12 +2,17 @@
 
 Every entrypoint (command line, later RPC and container configs) turns its
 input into a DumpPlan or a RestorePlan; the engine never reads argv.
+The settings a policy can choose (lxc_cr/policy.py) are resolved here, once:
+what the caller gave explicitly wins over the container's policy rules, which
+win over the site defaults.  `origins` says where each setting came from.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
+from . import policy
 from .engine.errors import PlanError
 
 
@@ -23,6 +28,11 @@ class DumpPlan:
     skip_in_flight: bool = False    # half-open TCP connections are left out, not refused
     check_only: bool = False        # list what would block a dump; freeze nothing
     freeze_cgroup: str | None = None  # freeze this cgroup (v1 freezer or cgroup2) before seizing
+    ghost_limit: int = 64 << 20     # largest unlinked open file whose content is saved
+    compress: str = "none"          # "zstd": page files are compressed once the tree is released
+    retention: tuple | None = None  # (glob of this container's image dirs, how many to keep)
+    actions: dict = field(default_factory=dict)   # pre_dump / post_dump -> shell command
+    origins: dict = field(default_factory=dict)   # setting -> policy.Setting, for `lxc-cr plan`
     log_file: str | None = None
     verbosity: int = 2
 
@@ -37,40 +47,86 @@ class RestorePlan:
     file_locks: bool = False
     ext_unix_sk: bool = False
     tcp_established: bool = False
+    actions: dict = field(default_factory=dict)   # post_restore -> shell command
+    origins: dict = field(default_factory=dict)
     log_file: str | None = None
     verbosity: int = 2
 
 
-def dump_plan(args) -> DumpPlan:
+# command-line flags that are also policy settings: given means true
+POLICY_FLAGS = ("leave_running", "tcp_established", "ext_unix_sk", "file_locks", "skip_in_flight")
+
+
+def settings(args, entrypoint: str = "cli", name: str | None = None, labels: dict | None = None,
+             origin: str = "command line") -> dict:
+    """The effective settings (policy.Setting each) for this caller, container and entrypoint."""
+    explicit = {key: True for key in POLICY_FLAGS if getattr(args, key, False)}
+    if getattr(args, "ghost_limit", None) is not None:
+        explicit["ghost_limit"] = args.ghost_limit
+    files = policy.load(args.policy if getattr(args, "policy", None) else policy.default_files())
+    return policy.resolve(files, entrypoint, explicit, origin, name, labels)
+
+
+def dump_plan(args, entrypoint: str = "cli", name: str | None = None, labels: dict | None = None) -> DumpPlan:
     if args.tree is None:
         raise PlanError("dump needs -t PID")
     if args.tree <= 0 or not os.path.exists(f"/proc/{args.tree}"):
         raise PlanError(f"no process with PID {args.tree}")
-    return DumpPlan(pid=args.tree, images_dir=_images_dir(args), leave_running=args.leave_running,
-                    shell_job=args.shell_job, file_locks=args.file_locks, ext_unix_sk=args.ext_unix_sk,
-                    tcp_established=args.tcp_established, skip_in_flight=args.skip_in_flight,
-                    check_only=args.check_only, freeze_cgroup=args.freeze_cgroup, log_file=_log_path(args, "dump.log"),
-                    verbosity=args.verbosity)
+    s = settings(args, entrypoint, name, labels)
+    value = {key: setting.value for key, setting in s.items()}
+    name = name or f"pid{args.tree}"
+    images_dir = _images_dir(args, value["images_dir"], name, entrypoint)
+    retention = None
+    if value["keep"] and value["images_dir"] and not args.images_dir:
+        retention = (value["images_dir"].format(name=name, entrypoint=entrypoint, time="*"), value["keep"])
+    return DumpPlan(pid=args.tree, images_dir=images_dir, leave_running=value["leave_running"],
+                    shell_job=args.shell_job, file_locks=value["file_locks"], ext_unix_sk=value["ext_unix_sk"],
+                    tcp_established=value["tcp_established"],
+                    # skipping is only safe where the peer already copes with loss: half-open connections
+                    skip_in_flight=value["skip_in_flight"] or value["on_unsupported"] == "skip",
+                    check_only=args.check_only, freeze_cgroup=args.freeze_cgroup,
+                    ghost_limit=value["ghost_limit"], compress=value["compress"], retention=retention,
+                    actions=_actions(value, ("pre_dump", "post_dump")), origins=s,
+                    log_file=_log_path(args, images_dir, "dump.log"), verbosity=args.verbosity)
 
 
-def restore_plan(args) -> RestorePlan:
-    return RestorePlan(images_dir=_images_dir(args), detach=args.restore_detached,
+def restore_plan(args, entrypoint: str = "cli", name: str | None = None, labels: dict | None = None) -> RestorePlan:
+    s = settings(args, entrypoint, name, labels)
+    value = {key: setting.value for key, setting in s.items()}
+    images_dir = _images_dir(args, None, name, entrypoint)
+    return RestorePlan(images_dir=images_dir, detach=args.restore_detached,
                        pidfile=_pidfile(args), shell_job=args.shell_job,
-                       restore_sibling=args.restore_sibling, file_locks=args.file_locks,
-                       ext_unix_sk=args.ext_unix_sk, tcp_established=args.tcp_established,
-                       log_file=_log_path(args, "restore.log"), verbosity=args.verbosity)
+                       restore_sibling=args.restore_sibling, file_locks=value["file_locks"],
+                       ext_unix_sk=value["ext_unix_sk"], tcp_established=value["tcp_established"],
+                       actions=_actions(value, ("post_restore",)), origins=s,
+                       log_file=_log_path(args, images_dir, "restore.log"), verbosity=args.verbosity)
 
 
-def _images_dir(args) -> str:
-    return os.path.abspath(args.images_dir or ".")
+def _actions(value: dict, names: tuple) -> dict:
+    return {key: value[key] for key in names if value[key]}
 
 
-def _log_path(args, default: str) -> str | None:
+def _images_dir(args, template: str | None, name: str | None, entrypoint: str) -> str:
+    """-D wins; else a policy's template (dump only); else the current directory, as in CRIU."""
+    if args.images_dir:
+        return os.path.abspath(args.images_dir)
+    if template:
+        return template.format(name=name, entrypoint=entrypoint, time=_timestamp())
+    return os.path.abspath(".")
+
+
+def _timestamp() -> str:
+    """Sortable, and fine enough that two dumps in a row get two directories."""
+    now = time.time()
+    return time.strftime("%Y%m%dT%H%M%S", time.localtime(now)) + f".{int(now * 1e6) % 1000000:06d}"
+
+
+def _log_path(args, images_dir: str, default: str) -> str | None:
     """-o names a file inside the image directory unless it is absolute (as in CRIU); '-' is stderr."""
     name = args.log_file or default
     if name == "-":
         return None
-    return name if os.path.isabs(name) else os.path.join(_images_dir(args), name)
+    return name if os.path.isabs(name) else os.path.join(images_dir, name)
 
 
 def _pidfile(args) -> str | None:

@@ -11,7 +11,6 @@ from .regfile_pb2 import RegFile as MESSAGE
 
 NAME = "regfile"
 DELETED = " (deleted)"
-GHOST_LIMIT = 64 << 20          # content of unlinked files we are willing to carry
 
 
 def matches(link: str, st: os.stat_result) -> bool:
@@ -24,9 +23,9 @@ def dump(ctx, f):
     st = f.st
     msg = MESSAGE(path=f.link, mode=st.st_mode, size=st.st_size)
     if st.st_nlink == 0 and f.link.endswith(DELETED) and stat.S_ISREG(st.st_mode):
-        if st.st_size > GHOST_LIMIT:
-            raise UnsupportedError(f"process {f.pid} fd {f.fd}: unlinked file {f.link} is larger than "
-                                   f"{GHOST_LIMIT >> 20} MiB")
+        if st.st_size > ctx.plan.ghost_limit:
+            raise UnsupportedError(f"process {f.pid} fd {f.fd}: unlinked file {f.link} is larger than the "
+                                   f"ghost limit ({ctx.plan.ghost_limit} bytes; see --ghost-limit)")
         msg.path = f.link[:-len(DELETED)]
         msg.unlinked = True
         name, out = ctx.data_file("ghost")
