@@ -118,7 +118,7 @@ class _Collector:
         namespaces.check(self.plan.pid, [p for p in self.s.order if not processes[p].zombie])
         self.uts = namespaces.dump_uts(self.plan.pid, pb)
         self.ipc_ns = namespaces.dump_ipc(self.plan.pid)
-        self.net = netns.dump(self.plan.pid, pb) if netns.enter(self.plan.pid) else None
+        self.net = netns.dump(self.plan.pid, pb)      # and the dumper stays in it
         self._check_sessions()
         for pid in self.s.order:
             info = processes[pid]
@@ -282,6 +282,8 @@ def check_only(plan) -> list[str]:
             for fd in proc.fds(pid):
                 blockers.extend(_fd_blockers(ctx, pid, fd))
                 blockers.extend(locks.check(plan, pid, fd))
+            if pid == plan.pid:
+                blockers.extend(netns.check(pid))
             try:
                 tty.check_ctty(ctx, pid)
             except UnsupportedError as e:

@@ -177,9 +177,15 @@ def restore(plan) -> int:
     r = _Restorer(plan, images, img)
     try:
         root = r.run()
-    except OSError as e:
-        raise RestoreError(f"restore failed: {e}") from None
+    except BaseException as e:
+        if r.net is not None:
+            r.net.undo()
+        if isinstance(e, OSError):
+            raise RestoreError(f"restore failed: {e}") from None
+        raise
     finally:
+        if r.net is not None:
+            r.net.close()
         images.close()
     if plan.pidfile:
         _write_pidfile(plan.pidfile, root)
@@ -236,6 +242,7 @@ class _Restorer:
         self.base_fd = 3 + max([f.fd for t in img.tasks.values() for f in t.fds] + [2])
         self.cb = 0
         self.cb_size = 0
+        self.net = None             # netdev.HostDevices of a network namespace of its own
 
     # each step runs in the orchestrator unless its name says task_
 
@@ -244,8 +251,8 @@ class _Restorer:
         for t in self.img.tasks.values():
             for warning in task_mod.rlimit_warnings(t):
                 log.warning("%s", warning)
-        if self.img.inventory.HasField("net"):
-            netns.create(self.img.inventory.net)     # before any socket is made
+        # before any socket is made; undone by restore() if anything fails
+        self.net = netns.restore(self.img.inventory, self.plan.net_devices, self.img.files)
         self.cgroups = cgroups.Placement(self.img.tasks)
         self.file_ctx = files_mod.RestoreContext(self.images, self.plan, self.img.files, self.base_fd)
         # memory objects first: a memfd's open files are new opens of the object its mappings share

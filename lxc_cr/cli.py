@@ -16,7 +16,8 @@ usage: lxc-cr dump -t PID -D DIR [-o LOG] [-v[N]] [--leave-running] [--shell-job
                   [--ext-unix-sk] [--tcp-established] [--skip-in-flight] [--check-only]
                   [--freeze-cgroup CGROUP] [--ghost-limit SIZE] [--policy FILE]...
        lxc-cr restore -D DIR [-d] [--pidfile FILE] [-o LOG] [-v[N]] [--shell-job] [--restore-sibling]
-                  [--file-locks] [--ext-unix-sk] [--tcp-established] [--policy FILE]...
+                  [--file-locks] [--ext-unix-sk] [--tcp-established] [--external DEV...]
+                  [--policy FILE]...
        lxc-cr plan -t PID [dump options]
        lxc-cr check
        lxc-cr show DIR [IMAGE]
@@ -43,6 +44,14 @@ restore options:
   --pidfile FILE           write the restored root PID to FILE
   -j, --shell-job          restore a shell job onto this terminal and session
   --restore-sibling        make the restored root a sibling of lxc-cr (a child of its parent)
+  --external veth[IF]:HOST[@BRIDGE]
+                           the tree's veth IF: its host end is made as HOST, on BRIDGE
+  --external macvlan[IF]:LINK
+                           the tree's macvlan IF is made on host device LINK
+  --external netdev[IF]:DEV
+                           host device DEV is moved into the tree's namespace as IF
+  --veth-pair IF=HOST[@BRIDGE]
+                           older spelling of --external veth[IF]:HOST[@BRIDGE]
   --file-locks, --ext-unix-sk, --tcp-established
                            needed again at restore when the dump used them
 plan:
@@ -92,6 +101,8 @@ def _parser():
     p.add_argument("--freeze-cgroup")
     p.add_argument("--ghost-limit", type=_size)
     p.add_argument("--policy", action="append")
+    p.add_argument("--external", action="append", default=[])
+    p.add_argument("--veth-pair", action="append", default=[])
     p.add_argument("-V", "--version", action="store_true")
     return p
 
@@ -194,7 +205,7 @@ def cmd_dump(args) -> int:
     from .engine import dump
     from .plan import dump_plan
     _no_operands(args, "dump")
-    _refuse(args, ("restore_detached", "pidfile", "restore_sibling"))
+    _refuse(args, ("restore_detached", "pidfile", "restore_sibling", "external", "veth_pair"))
     plan = dump_plan(args)
     if plan.check_only:
         return _check_only(plan)
@@ -256,7 +267,7 @@ def cmd_plan(args) -> int:
     from .engine.dump import check_only
     import yaml
     _no_operands(args, "plan")
-    _refuse(args, ("restore_detached", "pidfile", "restore_sibling", "check_only"))
+    _refuse(args, ("restore_detached", "pidfile", "restore_sibling", "check_only", "external", "veth_pair"))
     plan = dump_plan(args)
     document = {
         "dump": {"pid": plan.pid, "images_dir": plan.images_dir},

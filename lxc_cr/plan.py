@@ -9,6 +9,7 @@ win over the site defaults.  `origins` says where each setting came from.
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -38,6 +39,17 @@ class DumpPlan:
 
 
 @dataclass(frozen=True)
+class NetDevice:
+    """A device of the tree's network namespace that restore takes from, or makes on, the host:
+    kind veth (host end `host`, on bridge `bridge`), macvlan (on host device `host`) or
+    netdev (host device `host` moved in).  `name` is the device's name inside."""
+    kind: str
+    name: str
+    host: str
+    bridge: str | None = None
+
+
+@dataclass(frozen=True)
 class RestorePlan:
     images_dir: str
     detach: bool = False
@@ -49,6 +61,7 @@ class RestorePlan:
     tcp_established: bool = False
     actions: dict = field(default_factory=dict)   # post_restore -> shell command
     origins: dict = field(default_factory=dict)
+    net_devices: tuple = ()         # NetDevice entries, from --external and --veth-pair
     log_file: str | None = None
     verbosity: int = 2
 
@@ -98,8 +111,34 @@ def restore_plan(args, entrypoint: str = "cli", name: str | None = None, labels:
                        pidfile=_pidfile(args), shell_job=args.shell_job,
                        restore_sibling=args.restore_sibling, file_locks=value["file_locks"],
                        ext_unix_sk=value["ext_unix_sk"], tcp_established=value["tcp_established"],
-                       actions=_actions(value, ("post_restore",)), origins=s,
+                       net_devices=_net_devices(args), actions=_actions(value, ("post_restore",)), origins=s,
                        log_file=_log_path(args, images_dir, "restore.log"), verbosity=args.verbosity)
+
+
+EXTERNAL_NET = re.compile(r"^(veth|macvlan|netdev)\[([^\]/]+)\]:([^@/]+)(?:@([^@/]+))?$")
+VETH_PAIR = re.compile(r"^([^=/]+)=([^@/]+)(?:@([^@/]+))?$")
+
+
+def _net_devices(args) -> tuple:
+    """--external veth[IF]:HOST[@BRIDGE], macvlan[IF]:LINK, netdev[IF]:ORIG (CRIU's and LXC's
+    spelling) and CRIU's older --veth-pair IF=HOST[@BRIDGE]."""
+    out = []
+    for text in args.external:
+        m = EXTERNAL_NET.match(text)
+        if not m or (m.group(4) and m.group(1) != "veth"):
+            raise PlanError(f"--external {text}: expected veth[IF]:HOST[@BRIDGE], macvlan[IF]:LINK "
+                            f"or netdev[IF]:HOSTDEV")
+        out.append(NetDevice(*m.groups()))
+    for text in args.veth_pair:
+        m = VETH_PAIR.match(text)
+        if not m:
+            raise PlanError(f"--veth-pair {text}: expected IF=HOST[@BRIDGE]")
+        out.append(NetDevice("veth", *m.groups()))
+    names = [d.name for d in out]
+    for name in names:
+        if names.count(name) > 1:
+            raise PlanError(f"network device {name} is named by more than one --external/--veth-pair")
+    return tuple(out)
 
 
 def _actions(value: dict, names: tuple) -> dict:

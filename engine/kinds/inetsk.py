@@ -286,6 +286,19 @@ def _lock(msg) -> bool:
     return netlock.lock(*_lock_key(msg))
 
 
+def locked(files: dict) -> list[tuple[str, str]]:
+    """(set, element) of every connection the dump locked, for a restore that makes the lock
+    again in a new network namespace before its devices go up."""
+    out = []
+    for entry in files.values():
+        if entry.kind == NAME:
+            msg = MESSAGE()
+            entry.detail.Unpack(msg)
+            if msg.HasField("tcp") and msg.tcp.locked:
+                out.append(_lock_key(msg))
+    return out
+
+
 def _unlock(msg) -> None:
     from .. import netlock
     netlock.unlock(*_lock_key(msg))

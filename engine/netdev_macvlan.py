@@ -1,0 +1,51 @@
+"""macvlan devices inside the tree's network namespace, on a device outside it.
+
+Dump: the device's own state (engine/netdev.py), its mode, and as a hint the
+name of the device it sits on.  Restore: `--external macvlan[IF]:LINK` names
+the host device to sit on (without it, the one of the dump); the macvlan is
+created on it straight in the new namespace with its name, MAC, MTU and mode.
+A macvlan on a device inside the namespace is refused.
+"""
+from __future__ import annotations
+
+import logging
+
+from .errors import ImageError, PlanError
+
+log = logging.getLogger("lxc_cr.netdev")
+
+MODES = {1: "private", 2: "vepa", 4: "bridge", 8: "passthru", 16: "source"}
+
+
+def refusal(link) -> str | None:
+    if link.get_attr("IFLA_LINK_NETNSID") is None:
+        return (f"macvlan device {link.get_attr('IFLA_IFNAME')} sits on a device inside the same network "
+                f"namespace; only a macvlan on a device outside is supported")
+    return None
+
+
+def dump(msg, link, host) -> None:
+    from pyroute2 import NetlinkError
+    data = link.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA")
+    msg.macvlan_mode = (data.get_attr("IFLA_MACVLAN_MODE") if data is not None else None) or 4
+    try:
+        msg.lower_name = host.get_links(link.get_attr("IFLA_LINK"))[0].get_attr("IFLA_IFNAME")
+    except NetlinkError:
+        pass                # the lower device is in another namespace than the dumper's
+
+
+def validate(link, where: str) -> None:
+    if link.macvlan_mode not in MODES:
+        raise ImageError(f"{where}: macvlan {link.name} has a bad mode {link.macvlan_mode}")
+
+
+def create(devs, link, external) -> None:
+    lower = external.host if external is not None else link.lower_name
+    if not lower:
+        raise PlanError(f"macvlan {link.name}: which host device should it sit on? (--external macvlan[{link.name}]:DEV)")
+    lower_index = devs.host_index(lower, f"host device for macvlan {link.name}")
+    devs.host.link("add", kind="macvlan", link=lower_index, macvlan_mode=MODES[link.macvlan_mode],
+                   **devs.common(link))
+    inner = devs.inside.link_lookup(ifname=link.name)[0]
+    devs.undo_steps.append(lambda: devs.inside.link("del", index=inner))
+    log.info("macvlan %s on %s (%s)", link.name, lower, MODES[link.macvlan_mode])
