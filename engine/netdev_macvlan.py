@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 
-from .errors import ImageError, PlanError
+from .errors import ImageError, PlanError, UnsupportedError
 
 log = logging.getLogger("lxc_cr.netdev")
 
-MODES = {1: "private", 2: "vepa", 4: "bridge", 8: "passthru", 16: "source"}
+MODES = {"private", "vepa", "bridge", "passthru", "source"}
 
 
 def refusal(link) -> str | None:
@@ -27,7 +27,10 @@ def refusal(link) -> str | None:
 def dump(msg, link, host) -> None:
     from pyroute2 import NetlinkError
     data = link.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA")
-    msg.macvlan_mode = (data.get_attr("IFLA_MACVLAN_MODE") if data is not None else None) or 4
+    mode = data.get_attr("IFLA_MACVLAN_MODE") if data is not None else None
+    if mode not in MODES:
+        raise UnsupportedError(f"macvlan device {msg.name} has mode {mode}, which is not supported")
+    msg.macvlan_mode = mode
     try:
         msg.lower_name = host.get_links(link.get_attr("IFLA_LINK"))[0].get_attr("IFLA_IFNAME")
     except NetlinkError:
@@ -44,8 +47,8 @@ def create(devs, link, external) -> None:
     if not lower:
         raise PlanError(f"macvlan {link.name}: which host device should it sit on? (--external macvlan[{link.name}]:DEV)")
     lower_index = devs.host_index(lower, f"host device for macvlan {link.name}")
-    devs.host.link("add", kind="macvlan", link=lower_index, macvlan_mode=MODES[link.macvlan_mode],
+    devs.host.link("add", kind="macvlan", link=lower_index, macvlan_mode=link.macvlan_mode,
                    **devs.common(link))
     inner = devs.inside.link_lookup(ifname=link.name)[0]
     devs.undo_steps.append(lambda: devs.inside.link("del", index=inner))
-    log.info("macvlan %s on %s (%s)", link.name, lower, MODES[link.macvlan_mode])
+    log.info("macvlan %s on %s (%s)", link.name, lower, link.macvlan_mode)

@@ -102,7 +102,7 @@ def test_pid_namespace_member_is_refused(tmp_path):
 
 
 def test_a_network_device_we_cannot_rebuild_is_refused(tmp_path):
-    """A veth pair in the tree's network namespace is refused (for now), and the tree keeps running."""
+    """A veth pair with both ends in the tree's network namespace is refused, and the tree keeps running."""
     if NO_CR:
         pytest.skip("needs lxc-cr")
     with unshared(tmp_path, "44_pid_namespace", ("--net",), SETUP_VETH) as (unshare, root, log):

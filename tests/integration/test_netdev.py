@@ -29,6 +29,7 @@ BRIDGE = "br-net0"
 HOST_END = "vnet0h"           # the host end the test makes
 RESTORED_END = "vnet0r"       # the host end restore makes
 MOVED, MOVED_PEER = "vnet0m", "vnet0p"   # a host device moved in with --external netdev[...]
+LOWER, LOWER_PEER = "vnet0l", "vnet0b"   # the host device a macvlan sits on, and its peer on the bridge
 PORT = 7120
 ADDRESS = "10.120.0.2"
 H_LEN = 20000
@@ -90,9 +91,10 @@ def bridge():
     sh("ip", "link", "add", BRIDGE, "type", "bridge")
     sh("ip", "addr", "add", "10.120.0.1/24", "dev", BRIDGE)
     sh("ip", "addr", "add", "fd42:120::1/64", "dev", BRIDGE, "nodad")
+    sh("ip", "addr", "add", "10.121.0.1/24", "dev", BRIDGE)
     sh("ip", "link", "set", BRIDGE, "up")
     yield BRIDGE
-    for name in (HOST_END, RESTORED_END, MOVED, BRIDGE):
+    for name in (HOST_END, RESTORED_END, MOVED, LOWER, BRIDGE):
         sh("ip", "link", "del", name, check=False)
 
 
@@ -282,6 +284,55 @@ def test_failed_dump_releases_the_lock(tree):
     assert "lxc_cr" not in tables, tables
     assert not any(p.suffix == ".img" for p in tree.images.iterdir())
     tree.finish(restored=False)
+
+
+def test_macvlan_round_trip(bridge, tmp_path):
+    """A macvlan on a host device comes back on the device --external macvlan[IF]:LINK names,
+    with its MAC, MTU, mode and address; the host reaches the program through it."""
+    sh("ip", "link", "add", LOWER, "type", "veth", "peer", "name", LOWER_PEER)
+    sh("ip", "link", "set", LOWER_PEER, "master", BRIDGE, "up")
+    sh("ip", "link", "set", LOWER, "up")
+    log = tmp_path / "prog.log"
+    with open(log, "w") as out:
+        unshare = subprocess.Popen(["unshare", "--pid", "--fork", "--net", BIN_DIR / "121_macvlan"], stdout=out,
+                                   stderr=out, stdin=subprocess.DEVNULL, cwd=tmp_path, start_new_session=True)
+    root = None
+    try:
+        wait_for(log, "waiting")
+        with open(f"/proc/{unshare.pid}/task/{unshare.pid}/children") as f:
+            root = int(f.read().split()[0])
+        sh("ip", "link", "add", "vnet0mv", "link", LOWER, "type", "macvlan", "mode", "bridge")
+        sh("ip", "link", "set", "vnet0mv", "netns", root)
+        sh("nsenter", "-t", root, "-n", "sh", "-ec", "ip link set vnet0mv name eth1 address 02:00:00:01:21:02 "
+           "mtu 1400 up && ip addr add 10.121.0.2/24 dev eth1")
+        (tmp_path / "configured").touch()
+        wait_for(log, "READY")
+        images = tmp_path / "images"
+        r = sh(LXC_CR, "dump", "-t", root, "-D", images, "-o", "dump.log", "-v4", check=False)
+        assert r.returncode == 0, r.stderr + (images / "dump.log").read_text()
+        unshare.wait(timeout=10)
+        r = sh(LXC_CR, "restore", "-D", images, "-d", "-o", "restore.log", "-v4", "--external",
+               f"macvlan[eth1]:{LOWER}", check=False)
+        assert r.returncode == 0, r.stderr + (images / "restore.log").read_text()
+        details = sh("nsenter", "-t", root, "-n", "ip", "-d", "-o", "link", "show", "eth1").stdout
+        assert "macvlan mode bridge" in details, details
+        with socket.create_connection(("10.121.0.2", 7121), timeout=10) as c:
+            c.sendall(b"ping")
+            os.kill(root, signal.SIGUSR1)
+            c.settimeout(30)
+            assert c.recv(4) == b"pong"
+        _, status = os.waitpid(root, 0)
+        text = log.read_text()
+        assert os.waitstatus_to_exitcode(status) == 0 and "PASS" in text and "FAIL" not in text, text
+    finally:
+        for pid in (root, unshare.pid):
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        unshare.wait()
+        with contextlib.suppress(ChildProcessError, TypeError):
+            os.waitpid(root, os.WNOHANG)
+        sh("ip", "link", "del", LOWER, check=False)
 
 
 def test_unsupported_device_kind_is_refused(bridge, tmp_path):

@@ -13,11 +13,7 @@
  * connection the host made to the listener after the restore, sends "DONE" on
  * the first connection and waits for "OK" (the host read every byte).
  */
-#include "sk_common.h"
-#include <arpa/inet.h>
-#include <ifaddrs.h>
-#include <net/if.h>
-#include <netinet/in.h>
+#include "net_common.h"
 
 #define PORT 7120
 #define MAC "\x02\x00\x00\x01\x20\x02"
@@ -30,45 +26,6 @@
 struct state {
 	int ifindex;
 };
-
-static void read_file(const char *path, char *buf, size_t n)
-{
-	buf[0] = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	ssize_t r = read(fd, buf, n - 1);
-	close(fd);
-	buf[r > 0 ? r : 0] = 0;
-	if (r > 0 && buf[r - 1] == '\n')
-		buf[r - 1] = 0;
-}
-
-static int has_address(int family, const char *text, int prefix)
-{
-	struct ifaddrs *list, *i;
-	unsigned char want[16], mask[16];
-	int found = 0;
-	DIE_IF(getifaddrs(&list), "getifaddrs");
-	inet_pton(family, text, want);
-	for (i = list; i; i = i->ifa_next) {
-		if (!i->ifa_addr || i->ifa_addr->sa_family != family || strcmp(i->ifa_name, "eth0"))
-			continue;
-		const void *a = family == AF_INET ? (void *)&((struct sockaddr_in *)i->ifa_addr)->sin_addr
-						  : (void *)&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
-		const void *m = family == AF_INET ? (void *)&((struct sockaddr_in *)i->ifa_netmask)->sin_addr
-						  : (void *)&((struct sockaddr_in6 *)i->ifa_netmask)->sin6_addr;
-		size_t len = family == AF_INET ? 4 : 16;
-		memcpy(mask, m, len);
-		int bits = 0;
-		for (size_t b = 0; b < len; b++)
-			bits += __builtin_popcount(mask[b]);
-		if (!memcmp(a, want, len) && bits == prefix)
-			found = 1;
-	}
-	freeifaddrs(list);
-	return found;
-}
 
 static int has_route4(const char *dst, const char *gw)
 {
@@ -101,24 +58,10 @@ static int has_default_route6(const char *hex_gw)
 
 static int check_network(const char *when, struct state *st)
 {
-	int ok = 1, s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	struct ifreq ifr;
+	int ok = check_device(when, "eth0", MAC, MTU, &st->ifindex);
 	char buf[256];
-	memset(&ifr, 0, sizeof(ifr));
-	strcpy(ifr.ifr_name, "eth0");
-	ok &= CHECK(ioctl(s, SIOCGIFINDEX, &ifr) == 0, "%s: no eth0", when);
-	if (st->ifindex)
-		ok &= CHECK(ifr.ifr_ifindex == st->ifindex, "%s: eth0 has index %d, was %d", when, ifr.ifr_ifindex,
-			    st->ifindex);
-	st->ifindex = ifr.ifr_ifindex;
-	ok &= CHECK(ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && (ifr.ifr_flags & IFF_UP) && (ifr.ifr_flags & IFF_RUNNING),
-		    "%s: eth0 is not up with carrier (flags %#x)", when, ifr.ifr_flags);
-	ok &= CHECK(ioctl(s, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu == MTU, "%s: eth0 MTU %d", when, ifr.ifr_mtu);
-	ok &= CHECK(ioctl(s, SIOCGIFHWADDR, &ifr) == 0 && !memcmp(ifr.ifr_hwaddr.sa_data, MAC, 6),
-		    "%s: eth0 has another MAC address", when);
-	close(s);
-	ok &= CHECK(has_address(AF_INET, "10.120.0.2", 24), "%s: no 10.120.0.2/24 on eth0", when);
-	ok &= CHECK(has_address(AF_INET6, "fd42:120::2", 64), "%s: no fd42:120::2/64 on eth0", when);
+	ok &= CHECK(has_address("eth0", AF_INET, "10.120.0.2", 24), "%s: no 10.120.0.2/24 on eth0", when);
+	ok &= CHECK(has_address("eth0", AF_INET6, "fd42:120::2", 64), "%s: no fd42:120::2/64 on eth0", when);
 	ok &= CHECK(has_route4("10.122.0.0", "10.120.0.1"), "%s: no route to 10.122.0.0 via 10.120.0.1", when);
 	ok &= CHECK(has_default_route6("fd420120000000000000000000000001"), "%s: no IPv6 default route", when);
 	read_file("/proc/sys/net/ipv4/ip_local_port_range", buf, sizeof(buf));
@@ -138,11 +81,7 @@ int main(void)
 	DIE_IF(getpid() != 1, "not the init of a PID namespace");
 	DIE_IF(setsid() < 0, "setsid");
 	DIE_IF(sethostname("net120", 6), "sethostname");
-	cr_info("waiting");
-	for (int i = 0; access("configured", F_OK); i++) {
-		DIE_IF(i > 3000, "the test did not configure the network");
-		cr_sleep_ms(10);
-	}
+	wait_configured();
 	DIE_IF(!check_network("before the dump", &st), "network not as expected before the dump");
 
 	int l = socket(AF_INET, SOCK_STREAM, 0);
