@@ -46,6 +46,7 @@ def dump(plan) -> DumpStats:
     actions.run(plan, "pre_dump", plan.pid)
     images = ImageDir.for_dump(plan.images_dir)
     _pb()                   # load protobuf now: the tree should not wait for an import
+    netns.preload(plan.pid)
     seizure = Seizure(plan.pid, Freezer(plan.freeze_cgroup) if plan.freeze_cgroup else None)
     t0 = time.monotonic()
     collector = None

@@ -29,7 +29,7 @@ from .errors import ImageError, PlanError, RestoreError, UnsupportedError
 log = logging.getLogger("lxc_cr.netdev")
 
 IFF_UP, IFF_LOOPBACK = 0x1, 0x8
-IFNAME = re.compile(r"^[A-Za-z0-9_.:@+-]{1,15}$")
+IFNAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,15}$")        # what the kernel takes, within reason
 MAX_MTU = 1 << 20
 
 
@@ -109,6 +109,16 @@ def check_plan(links, devices) -> None:
                             f"--external netdev[{link.name}]:HOSTDEVICE")
 
 
+def host_link(host, index: int):
+    """The link message of device index in the dumper's namespace, or None (the device outside
+    is in yet another namespace)."""
+    from pyroute2 import NetlinkError
+    try:
+        return host.get_links(index)[0] if index else None
+    except NetlinkError:
+        return None
+
+
 def mac_text(mac: bytes) -> str:
     return ":".join(f"{b:02x}" for b in mac)
 
@@ -156,14 +166,15 @@ class HostDevices:
         return any(l["index"] == index for l in self.inside.get_links())
 
     def host_index(self, name: str, what: str) -> int:
+        """The index of host device name; what describes it for the error if it does not exist."""
         found = self.host.link_lookup(ifname=name)
         if not found:
-            raise RestoreError(f"{what} {name} does not exist on the host")
+            raise RestoreError(f"{what} does not exist on the host")
         return found[0]
 
     def _move_in(self, link, orig: str) -> None:
         """Host device orig, moved in as the dumped device: its name, ifindex (when free), MTU and MAC."""
-        index = self.host_index(orig, f"host device for {link.name} (--external netdev[{link.name}]:{orig})")
+        index = self.host_index(orig, f"host device {orig} (--external netdev[{link.name}]:{orig})")
         before = self.host.get_links(index)[0]
         moved = {"net_ns_fd": self.ns_fd}
         if link.ifindex and not self._index_taken(link.ifindex):
@@ -185,7 +196,7 @@ class HostDevices:
             self.inside.link("set", index=found[0], net_ns_fd=self.host_ns_fd, ifname=orig,
                              mtu=before.get_attr("IFLA_MTU"), address=before.get_attr("IFLA_ADDRESS"))
             if before["flags"] & IFF_UP:
-                self.host.link("set", index=self.host_index(orig, "moved-back device"), state="up")
+                self.host.link("set", index=self.host_index(orig, f"moved-back device {orig}"), state="up")
 
     def close(self) -> None:
         self.host.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from .errors import ImageError, PlanError, UnsupportedError
+from .netdev import host_link
 
 log = logging.getLogger("lxc_cr.netdev")
 
@@ -25,16 +26,14 @@ def refusal(link) -> str | None:
 
 
 def dump(msg, link, host) -> None:
-    from pyroute2 import NetlinkError
     data = link.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA")
     mode = data.get_attr("IFLA_MACVLAN_MODE") if data is not None else None
     if mode not in MODES:
         raise UnsupportedError(f"macvlan device {msg.name} has mode {mode}, which is not supported")
     msg.macvlan_mode = mode
-    try:
-        msg.lower_name = host.get_links(link.get_attr("IFLA_LINK"))[0].get_attr("IFLA_IFNAME")
-    except NetlinkError:
-        pass                # the lower device is in another namespace than the dumper's
+    lower = host_link(host, link.get_attr("IFLA_LINK"))
+    if lower is not None:
+        msg.lower_name = lower.get_attr("IFLA_IFNAME")
 
 
 def validate(link, where: str) -> None:
@@ -46,7 +45,7 @@ def create(devs, link, external) -> None:
     lower = external.host if external is not None else link.lower_name
     if not lower:
         raise PlanError(f"macvlan {link.name}: which host device should it sit on? (--external macvlan[{link.name}]:DEV)")
-    lower_index = devs.host_index(lower, f"host device for macvlan {link.name}")
+    lower_index = devs.host_index(lower, f"host device {lower} for macvlan {link.name}")
     devs.host.link("add", kind="macvlan", link=lower_index, macvlan_mode=link.macvlan_mode,
                    **devs.common(link))
     inner = devs.inside.link_lookup(ifname=link.name)[0]

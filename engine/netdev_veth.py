@@ -16,6 +16,7 @@ import logging
 import os
 
 from .errors import RestoreError
+from .netdev import host_link
 
 log = logging.getLogger("lxc_cr.netdev")
 
@@ -28,14 +29,10 @@ def refusal(link) -> str | None:
 
 
 def dump(msg, link, host) -> None:
-    from pyroute2 import NetlinkError
     msg.peer_ifindex = link.get_attr("IFLA_LINK") or 0
-    try:
-        peer = host.get_links(msg.peer_ifindex)[0] if msg.peer_ifindex else None
-    except NetlinkError:
-        peer = None         # the peer is in another namespace than the dumper's
+    peer = host_link(host, msg.peer_ifindex)
     if peer is None or peer.get_attr("IFLA_LINK") != link["index"]:
-        return
+        return              # not the peer: that is in another namespace than the dumper's
     msg.peer_name = peer.get_attr("IFLA_IFNAME")
     master = peer.get_attr("IFLA_MASTER")
     if master:
@@ -46,7 +43,7 @@ def create(devs, link, external) -> None:
     """The pair, the host end attached and up; its deletion goes to devs' undo steps."""
     from pyroute2 import NetlinkError
     host_name, bridge = _host_side(devs, link, external)
-    bridge_index = devs.host_index(bridge, f"bridge for veth {link.name}") if bridge else None
+    bridge_index = devs.host_index(bridge, f"bridge {bridge} for veth {link.name}") if bridge else None
     peer = {"ifname": host_name} if host_name else {}
     try:
         devs.host.link("add", kind="veth", peer=peer, **devs.common(link))

@@ -41,7 +41,7 @@ from .namespaces import inside, own
 log = logging.getLogger("lxc_cr.netns")
 
 RTPROT_KERNEL, RTPROT_RA = 2, 9
-RTM_F_CLONED = 0x200
+RTM_F_CLONED, RTNH_F_ONLINK = 0x200, 0x4
 IFA_F_TEMPORARY, IFA_F_NODAD, IFA_F_PERMANENT = 0x01, 0x02, 0x80
 # what an address keeps: not its DAD state (tentative, failed, optimistic), deprecation or permanence
 IFA_F_KEPT = 0x02 | 0x10 | 0x100 | 0x200 | 0x400
@@ -69,7 +69,7 @@ CONF = {
     "ipv6": ["disable_ipv6", "forwarding", "accept_ra", "accept_redirects", "autoconf", "use_tempaddr",
              "accept_dad", "hop_limit"],
 }
-SYSCTL_VALUE = re.compile(r"^[\w .,:\t-]{0,256}$")
+SYSCTL_VALUE = re.compile(r"^[\w .,:\t-]{0,4096}$")
 
 
 def _sysctl_names(devices) -> list[str]:
@@ -79,6 +79,12 @@ def _sysctl_names(devices) -> list[str]:
         for family, keys in CONF.items():
             names += [f"net/{family}/conf/{where}/{key}" for key in keys]
     return names
+
+
+def preload(root: int) -> None:
+    """Import pyroute2 (about 0.1 s) before the tree is frozen, if the dump will need it."""
+    if own(root, "net"):
+        import pyroute2  # noqa: F401
 
 
 def enter(root: int) -> None:
@@ -107,10 +113,8 @@ def dump(root: int, pb):
             for addr in ipr.get_addr():
                 if addr["index"] in links and _carried_address(addr):
                     links[addr["index"]].addresses.append(_address(addr, links[addr["index"]].name, pb))
-            for family in (socket.AF_INET, socket.AF_INET6):
-                for route in ipr.route("dump", family=family):
-                    if _carried_route(route):
-                        net.routes.append(_route(route, links, pb))
+            for route in _routes(ipr):
+                net.routes.append(_route(route, links, pb))
     names = _sysctl_names([link.name for link in net.links])
     for name in names:
         value = _read_sysctl(name)
@@ -130,15 +134,16 @@ def check(root: int) -> list[str]:
 def _refusals() -> list[str]:
     from pyroute2 import IPRoute
     with IPRoute() as ipr:
-        out = [why for why in map(netdev.refusal, ipr.get_links()) if why]
-        for family in (socket.AF_INET, socket.AF_INET6):
-            out += [_route_refusal(r) for r in ipr.route("dump", family=family)
-                    if _carried_route(r) and _route_refusal(r)]
-    return out
+        refusals = [*map(netdev.refusal, ipr.get_links()), *map(_route_refusal, _routes(ipr))]
+    return [why for why in refusals if why]
+
+
+def _flags(addr) -> int:
+    return addr.get_attr("IFA_FLAGS") or addr["flags"]       # the header has only the low 8 bits
 
 
 def _carried_address(addr) -> bool:
-    flags = addr.get_attr("IFA_FLAGS") or addr["flags"]
+    flags = _flags(addr)
     # IPv6 addresses the kernel makes from router advertisements (or privacy ones) it makes again
     return addr["family"] != socket.AF_INET6 or (flags & IFA_F_PERMANENT and not flags & IFA_F_TEMPORARY)
 
@@ -149,14 +154,18 @@ def _address(addr, device: str, pb):
     label = addr.get_attr("IFA_LABEL")
     return pb.NetAddress(family=addr["family"], address=address, prefixlen=addr["prefixlen"],
                          local=local if local and local != address else "", scope=addr["scope"],
-                         flags=(addr.get_attr("IFA_FLAGS") or addr["flags"]) & IFA_F_KEPT,
+                         flags=_flags(addr) & IFA_F_KEPT,
                          label=label if label and label != device else "",
                          broadcast=addr.get_attr("IFA_BROADCAST") or "")
 
 
-def _carried_route(route) -> bool:
-    """Routes the kernel derives from addresses and links, or learns, it makes again."""
-    return route["proto"] not in (RTPROT_KERNEL, RTPROT_RA) and not route["flags"] & RTM_F_CLONED
+def _routes(ipr):
+    """Every route of every table, but those the kernel derives from addresses and links, or
+    learns, and makes again."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for route in ipr.route("dump", family=family):
+            if route["proto"] not in (RTPROT_KERNEL, RTPROT_RA) and not route["flags"] & RTM_F_CLONED:
+                yield route
 
 
 def _route_refusal(route) -> str | None:
@@ -176,7 +185,7 @@ def _route(route, links, pb):
                        table=route.get_attr("RTA_TABLE") or route["table"],
                        priority=route.get_attr("RTA_PRIORITY") or 0, scope=route["scope"], type=route["type"],
                        protocol=route["proto"], prefsrc=route.get_attr("RTA_PREFSRC") or "",
-                       flags=route["flags"])
+                       flags=route["flags"] & RTNH_F_ONLINK)
 
 
 def _read_sysctl(name: str) -> str | None:
@@ -221,7 +230,8 @@ def validate(net, where: str) -> None:
         for text in (r.dst, r.gateway, r.prefsrc):
             if text and not _is_address(r.family, text):
                 raise ImageError(f"{where}: bad address {text!r} in a route")
-        if r.dst_len > (32 if r.family == socket.AF_INET else 128) or r.table > 0xFFFFFFFF:
+        if r.family not in (socket.AF_INET, socket.AF_INET6) or r.dst_len > (32 if r.family == socket.AF_INET else 128) \
+                or max(r.scope, r.type, r.protocol) > 255:
             raise ImageError(f"{where}: bad route to {r.dst}/{r.dst_len}")
     allowed = set(_sysctl_names(names))
     for s in net.sysctls:
@@ -235,7 +245,8 @@ def validate(net, where: str) -> None:
 
 
 def _validate_address(a, device: str, where: str) -> None:
-    if a.family not in (socket.AF_INET, socket.AF_INET6) or a.prefixlen > (32 if a.family == socket.AF_INET else 128):
+    if a.family not in (socket.AF_INET, socket.AF_INET6) or a.prefixlen > (32 if a.family == socket.AF_INET else 128) \
+            or a.scope > 255:
         raise ImageError(f"{where}: bad address family or prefix on {device}")
     for text in (a.address, a.local, a.broadcast):
         if text and not _is_address(a.family, text):

@@ -229,6 +229,9 @@ def test_missing_bridge_fails_and_leaves_no_veth(tree):
     assert "br-net0-none" in r.stderr and "does not exist" in r.stderr, r.stderr
     assert not link_exists(RESTORED_END)
     assert not os.path.exists(f"/proc/{tree.root}")
+    r = tree.restore("--external", f"veth[eth9]:{RESTORED_END}@{BRIDGE}")
+    assert r.returncode == 1 and "the dump has no veth device eth9 (it has: lo (loopback), eth0 (veth))" in r.stderr, \
+        r.stderr
     assert image_digest(tree.images) == before
     r = tree.restore("--veth-pair", f"eth0={RESTORED_END}@{BRIDGE}")
     assert r.returncode == 0, r.stderr + (tree.images / "restore.log").read_text()
@@ -333,6 +336,18 @@ def test_macvlan_round_trip(bridge, tmp_path):
         with contextlib.suppress(ChildProcessError, TypeError):
             os.waitpid(root, os.WNOHANG)
         sh("ip", "link", "del", LOWER, check=False)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["restore", "--external", "veth[eth0]"], "--external veth[eth0]: expected veth[IF]:HOST[@BRIDGE]"),
+    (["restore", "--external", "macvlan[eth0]:a@b"], "expected veth[IF]:HOST[@BRIDGE], macvlan[IF]:LINK"),
+    (["restore", "--veth-pair", "eth0"], "--veth-pair eth0: expected IF=HOST[@BRIDGE]"),
+    (["restore", "--veth-pair", "eth0=a", "--external", "veth[eth0]:b"], "eth0 is named by more than one"),
+    (["dump", "-t", "1", "--external", "veth[eth0]:a"], "option --external does not apply to dump"),
+])
+def test_bad_device_options(tmp_path, argv, message):
+    r = sh(LXC_CR, *argv, "-D", tmp_path, check=False)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
 
 
 def test_unsupported_device_kind_is_refused(bridge, tmp_path):
