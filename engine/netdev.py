@@ -53,10 +53,14 @@ def refusal(link) -> str | None:
     if kind in ("loopback", "device"):
         return None
     module = _kind_modules().get(kind)
+    name = link.get_attr("IFLA_IFNAME")
     if module is None:
-        return (f"network device {link.get_attr('IFLA_IFNAME')} is of kind {kind}, which is not supported "
+        return (f"network device {name} is of kind {kind}, which is not supported "
                 f"(supported: loopback, veth, macvlan, physical devices)")
-    return module.refusal(link)
+    if link.get_attr("IFLA_LINK_NETNSID") is None:       # the other end is in the same namespace
+        return (f"{kind} device {name} has {module.OTHER_END} inside the same network namespace, which is "
+                f"not supported (it must be outside)")
+    return None
 
 
 def dump(link, host, pb):

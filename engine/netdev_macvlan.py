@@ -18,11 +18,7 @@ log = logging.getLogger("lxc_cr.netdev")
 MODES = {"private", "vepa", "bridge", "passthru", "source"}
 
 
-def refusal(link) -> str | None:
-    if link.get_attr("IFLA_LINK_NETNSID") is None:
-        return (f"macvlan device {link.get_attr('IFLA_IFNAME')} sits on a device inside the same network "
-                f"namespace; only a macvlan on a device outside is supported")
-    return None
+OTHER_END = "the device it sits on"     # must be outside the namespace (engine/netdev.py refusal)
 
 
 def dump(msg, link, host) -> None:

@@ -21,11 +21,7 @@ from .netdev import host_link
 log = logging.getLogger("lxc_cr.netdev")
 
 
-def refusal(link) -> str | None:
-    if link.get_attr("IFLA_LINK_NETNSID") is None:
-        return (f"veth device {link.get_attr('IFLA_IFNAME')} has its peer inside the same network namespace; "
-                f"only a veth whose peer is outside is supported")
-    return None
+OTHER_END = "its peer"          # must be outside the namespace (engine/netdev.py refusal)
 
 
 def dump(msg, link, host) -> None:

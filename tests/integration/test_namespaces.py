@@ -32,15 +32,16 @@ def first_child(pid: int) -> int:
 
 
 @contextlib.contextmanager
-def unshared(tmp_path, prog, flags=(), setup=()):
-    """Run prog as PID 1 of new namespaces; yields (unshare's Popen, the program's PID, its log)."""
+def unshared(tmp_path, prog, flags=(), setup=(), ready="READY"):
+    """Run prog as PID 1 of new namespaces; yields (unshare's Popen, the program's PID, its log)
+    once its log shows `ready`."""
     log = tmp_path / "prog.log"
     with open(log, "w") as out:
         unshare = subprocess.Popen(["unshare", "--pid", "--fork", *flags, *setup, BIN_DIR / prog], stdout=out,
                                    stderr=out, stdin=subprocess.DEVNULL, cwd=tmp_path, start_new_session=True)
     root = None
     try:
-        wait_for(log, "READY")
+        wait_for(log, ready)
         root = first_child(unshare.pid)
         yield unshare, root, log
     finally:

@@ -22,8 +22,9 @@ import time
 
 import pytest
 
-from conftest import BIN_DIR, LXC_CR, NO_CR
+from conftest import LXC_CR, NO_CR
 from test_kinds_sockets import pattern
+from test_namespaces import unshared, wait_for
 
 BRIDGE = "br-net0"
 HOST_END = "vnet0h"           # the host end the test makes
@@ -58,11 +59,10 @@ def link_exists(name: str) -> bool:
     return sh("ip", "link", "show", name, check=False).returncode == 0
 
 
-def wait_for(path, text, timeout=30):
-    end = time.monotonic() + timeout
-    while text not in path.read_text():
-        assert time.monotonic() < end, f"no {text!r} in {path.read_text()!r}"
-        time.sleep(0.01)
+def reap(pid) -> None:
+    """A restored root is our child (we are a subreaper): reap it if it was killed."""
+    with contextlib.suppress(ChildProcessError, TypeError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 def wait_gone(name: str, timeout=10) -> None:
@@ -105,18 +105,12 @@ class Tree:
         self.tmp = tmp_path
         self.log = tmp_path / "prog.log"
         self.images = tmp_path / "images"
-        self.root = None
-        self.unshare = None
+        self.running = contextlib.ExitStack()
         self.conn = None
 
     def start(self):
-        with open(self.log, "w") as out:
-            self.unshare = subprocess.Popen(["unshare", "--pid", "--fork", "--net", "--uts", BIN_DIR / "120_netdev"],
-                                            stdout=out, stderr=out, stdin=subprocess.DEVNULL, cwd=self.tmp,
-                                            start_new_session=True)
-        wait_for(self.log, "waiting")
-        with open(f"/proc/{self.unshare.pid}/task/{self.unshare.pid}/children") as f:
-            self.root = int(f.read().split()[0])
+        self.unshare, self.root, _ = self.running.enter_context(
+            unshared(self.tmp, "120_netdev", ("--net", "--uts"), ready="waiting"))
         sh("ip", "link", "add", HOST_END, "type", "veth", "peer", "name", "eth0", "netns", self.root)
         sh("ip", "link", "set", HOST_END, "master", BRIDGE, "up")
         sh("nsenter", "-t", self.root, "-n", "sh", "-ec", INSIDE)
@@ -183,14 +177,8 @@ class Tree:
     def close(self):
         if self.conn:
             self.conn.close()
-        for pid in (self.root, self.unshare.pid if self.unshare else None):
-            if pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        if self.unshare:
-            self.unshare.wait()
-        with contextlib.suppress(ChildProcessError, TypeError):
-            os.waitpid(self.root, os.WNOHANG)
+        self.running.close()
+        reap(self.root)
 
 
 @pytest.fixture
@@ -295,15 +283,7 @@ def test_macvlan_round_trip(bridge, tmp_path):
     sh("ip", "link", "add", LOWER, "type", "veth", "peer", "name", LOWER_PEER)
     sh("ip", "link", "set", LOWER_PEER, "master", BRIDGE, "up")
     sh("ip", "link", "set", LOWER, "up")
-    log = tmp_path / "prog.log"
-    with open(log, "w") as out:
-        unshare = subprocess.Popen(["unshare", "--pid", "--fork", "--net", BIN_DIR / "121_macvlan"], stdout=out,
-                                   stderr=out, stdin=subprocess.DEVNULL, cwd=tmp_path, start_new_session=True)
-    root = None
-    try:
-        wait_for(log, "waiting")
-        with open(f"/proc/{unshare.pid}/task/{unshare.pid}/children") as f:
-            root = int(f.read().split()[0])
+    with unshared(tmp_path, "121_macvlan", ("--net",), ready="waiting") as (unshare, root, log):
         sh("ip", "link", "add", "vnet0mv", "link", LOWER, "type", "macvlan", "mode", "bridge")
         sh("ip", "link", "set", "vnet0mv", "netns", root)
         sh("nsenter", "-t", root, "-n", "sh", "-ec", "ip link set vnet0mv name eth1 address 02:00:00:01:21:02 "
@@ -327,15 +307,8 @@ def test_macvlan_round_trip(bridge, tmp_path):
         _, status = os.waitpid(root, 0)
         text = log.read_text()
         assert os.waitstatus_to_exitcode(status) == 0 and "PASS" in text and "FAIL" not in text, text
-    finally:
-        for pid in (root, unshare.pid):
-            if pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        unshare.wait()
-        with contextlib.suppress(ChildProcessError, TypeError):
-            os.waitpid(root, os.WNOHANG)
-        sh("ip", "link", "del", LOWER, check=False)
+    reap(root)
+    sh("ip", "link", "del", LOWER, check=False)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -353,16 +326,8 @@ def test_bad_device_options(tmp_path, argv, message):
 def test_unsupported_device_kind_is_refused(bridge, tmp_path):
     """A device of a kind we do not rebuild (a bridge inside) is refused by name, also by
     --check-only, and the tree keeps running."""
-    log = tmp_path / "prog.log"
-    with open(log, "w") as out:
-        unshare = subprocess.Popen(["unshare", "--pid", "--fork", "--net", "sh", "-c",
-                                    'ip link add br-net-in type bridge && exec "$0"', BIN_DIR / "44_pid_namespace"],
-                                   stdout=out, stderr=out, stdin=subprocess.DEVNULL, cwd=tmp_path,
-                                   start_new_session=True)
-    try:
-        wait_for(log, "READY")
-        with open(f"/proc/{unshare.pid}/task/{unshare.pid}/children") as f:
-            root = int(f.read().split()[0])
+    setup = ["sh", "-c", 'ip link add br-net-in type bridge && exec "$0"']
+    with unshared(tmp_path, "44_pid_namespace", ("--net",), setup) as (unshare, root, log):
         r = sh(LXC_CR, "dump", "-t", root, "-D", tmp_path / "d", check=False)
         assert r.returncode == 1 and "br-net-in is of kind bridge" in r.stderr, r.stderr
         r = sh(LXC_CR, "dump", "-t", root, "--check-only", check=False)
@@ -370,7 +335,3 @@ def test_unsupported_device_kind_is_refused(bridge, tmp_path):
         os.kill(root, signal.SIGUSR1)
         assert unshare.wait(timeout=30) == 0
         assert "PASS" in log.read_text()
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(unshare.pid, signal.SIGKILL)
-        unshare.wait()
