@@ -54,8 +54,11 @@ static void expect_msg(const char *what, mqd_t q, const char *text, unsigned pri
 int main(void)
 {
 	cr_init();
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 4; i++) {
 		snprintf(names[i], sizeof(names[i]), "/lxccr-93-%d-%c", (int)getpid(), 'a' + i);
+		/* a run in another PID namespace may have had our PID and left this name */
+		mq_unlink(names[i]);
+	}
 	mqd_t a = open_q(0, O_RDWR, 7, 100);
 	mqd_t a2 = mq_open(names[0], O_WRONLY | O_NONBLOCK);
 	DIE_IF(a2 < 0, "mq_open a again");
