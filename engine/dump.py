@@ -21,6 +21,7 @@ from .errors import CRError, DumpError, UnsupportedError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir, prune
 from .memory import MemoryDumper
 from .freezer import Freezer
+from .notify import notify, notify_no_veto
 from .kinds import tty
 from .seize import Seizure
 
@@ -44,12 +45,14 @@ def dump(plan) -> DumpStats:
     """Checkpoint the tree rooted at plan.pid into plan.images_dir."""
     stats = DumpStats()
     actions.run(plan, "pre_dump", plan.pid)
+    notify(plan, "pre-dump")
     images = ImageDir.for_dump(plan.images_dir)
     _pb()                   # load protobuf now: the tree should not wait for an import
     netns.preload(plan.pid)
     seizure = Seizure(plan.pid, Freezer(plan.freeze_cgroup) if plan.freeze_cgroup else None)
     t0 = time.monotonic()
     collector = None
+    net_locked = False
     try:
         seizure.seize()
         fault_point("seize")
@@ -60,6 +63,9 @@ def dump(plan) -> DumpStats:
             collector.collect()
         finally:
             collector.file_ctx.close()
+        if collector.net is not None:       # the tree's own network: the caller may lock it
+            net_locked = True
+            notify(plan, "network-lock")
         fault_point("collect")
         seizure.drop_scratch()
         collector.write()
@@ -68,8 +74,11 @@ def dump(plan) -> DumpStats:
         fault_point("write")
         images.write(INVENTORY, collector.inventory())
         actions.run(plan, "post_dump", plan.pid)
+        notify(plan, "post-dump")           # the last veto: the tree is still whole
     except BaseException as e:
         images.remove_created()
+        if net_locked:
+            notify_no_veto(plan, "network-unlock")
         if collector is not None:
             collector.file_ctx.release()
         seizure.release()
@@ -84,6 +93,8 @@ def dump(plan) -> DumpStats:
             raise DumpError(f"dump failed: {e}") from None
         raise
     if plan.leave_running:
+        if net_locked:
+            notify_no_veto(plan, "network-unlock")
         collector.file_ctx.release()
         seizure.release()
     else:

@@ -33,6 +33,10 @@ class RestoreError(CRError):
     """The restore could not be completed; everything created was removed."""
 
 
+class NotifyRefused(CRError):
+    """The caller said no at a notification (engine/notify.py), or went away."""
+
+
 class InjectedFault(CRError):
     """A fault injected with LXC_CR_FAULT, for testing failure paths."""
 

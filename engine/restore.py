@@ -31,6 +31,7 @@ from . import task as task_mod
 from .errors import ActionError, CRError, ImageError, PlanError, RestoreError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir
 from .kinds import tty
+from .notify import notify, notify_no_veto
 from .restorer import BlobLayout, read_blob
 from .seize import remote_syscall
 
@@ -170,6 +171,7 @@ def _validate_task(t, inv, where: str) -> None:
 
 def restore(plan) -> int:
     """Restore plan.images_dir; returns the root PID (detached) or its exit status."""
+    notify(plan, "pre-restore")
     images = ImageDir.for_restore(plan.images_dir)
     img = load(images, plan.shell_job)
     _check_pids_free(img.pstree)
@@ -187,6 +189,7 @@ def restore(plan) -> int:
         if r.net is not None:
             r.net.close()
         images.close()
+    notify_no_veto(plan, "post-resume")
     if plan.pidfile:
         _write_pidfile(plan.pidfile, root)
     try:
@@ -275,6 +278,9 @@ class _Restorer:
                 self._task_main(root)
             self.created.append(pid)
             k.ptrace(k.PTRACE_SEIZE, pid, 0, TRACE_OPTS, "PTRACE_SEIZE")
+            if flags & ~k.CLONE_PARENT or self.img.inventory.HasField("net"):     # namespaces of its own
+                notify(self.plan, "setup-namespaces", pid)
+                notify(self.plan, "post-setup-namespaces")
             self._cb_u32_set(CB_GO, 1)
             k.lib.lxc_futex_wake(self._cb_ptr(CB_GO), 1 << 30)
             trapped = self._trace_until_trapped()
@@ -409,6 +415,11 @@ class _Restorer:
         for p in self.live:
             if p.state == pb.Process.STOPPED:
                 os.kill(p.pid, signal.SIGSTOP)
+        root = self.procs[0].pid
+        notify(self.plan, "post-restore", root)     # the last veto: nothing runs yet
+        if self.img.inventory.HasField("net"):
+            notify_no_veto(self.plan, "network-unlock")
+        notify(self.plan, "pre-resume")
         for tid in trapped:
             k.ptrace(k.PTRACE_DETACH, tid, 0, 0, "PTRACE_DETACH")
         log.info("restored %d processes, %d threads", len(self.live), len(trapped))

@@ -21,6 +21,7 @@ usage: lxc-cr dump -t PID -D DIR [-o LOG] [-v[N]] [--leave-running] [--shell-job
        lxc-cr plan -t PID [dump options]
        lxc-cr check
        lxc-cr show DIR [IMAGE]
+       lxc-cr swrk FD           (CRIU's RPC on socket FD, as runc, crun and podman use it)
        lxc-cr --version
 
 Checkpoint a process tree into a directory of images, and restore it later with the
@@ -130,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         # runtimes parse this line: LXC wants exactly "Version: X.Y.Z"
         _out(f"Version: {CRIU_COMPAT_VERSION}\n" if as_criu else f"lxc-cr {__version__}\n")
         return 0
+    if argv[:1] == ["swrk"]:
+        from .rpc import main as swrk
+        return swrk(argv[1:])
     try:
         args = _parser().parse_args(argv)
     except UsageError as e:

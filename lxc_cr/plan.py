@@ -1,6 +1,6 @@
 """Plans: the one thing the engine sees.
 
-Every entrypoint (command line, later RPC and container configs) turns its
+Every entrypoint (command line, the RPC server in rpc.py, later container configs) turns its
 input into a DumpPlan or a RestorePlan; the engine never reads argv.
 The settings a policy can choose (lxc_cr/policy.py) are resolved here, once:
 what the caller gave explicitly wins over the container's policy rules, which
@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import policy
@@ -36,6 +37,7 @@ class DumpPlan:
     origins: dict = field(default_factory=dict)   # setting -> policy.Setting, for `lxc-cr plan`
     log_file: str | None = None
     verbosity: int = 2
+    notify: Callable | None = None   # notify(script, pid) at CRIU's action-script points (engine/notify.py)
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class RestorePlan:
     net_devices: tuple = ()         # NetDevice entries, from --external and --veth-pair
     log_file: str | None = None
     verbosity: int = 2
+    notify: Callable | None = None
 
 
 # command-line flags that are also policy settings: given means true
