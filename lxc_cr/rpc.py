@@ -13,14 +13,16 @@ anything else gets EMPTY/false.  The exit status is 0 after a successful final a
 A bad request gets an error answer (cr_errno, cr_errmsg), never a traceback.
 
 Every request becomes the DumpPlan or RestorePlan the command line would make (plan.py).
-Options map to plan fields (OPTION_FIELDS); an option whose plan field does not exist is
-something the engine cannot do yet and is refused by name, never ignored.  The image and work
+The flags go through plan.dump_plan/restore_plan as argv does (policies included, entrypoint
+"rpc"); other options map to plan fields (EXTRA_FIELDS), and one whose plan field does not
+exist is something the engine cannot do yet: refused by name, never ignored.  The image and work
 directories are the client's fds, opened through /proc/<peer>/fd (the peer from SO_PEERCRED).
 The log goes to the work dir; so do stats-dump and stats-restore (what podman --print-stats
 reads: a CRIU image file holding one Stats message).
 """
 from __future__ import annotations
 
+import argparse
 import array
 import dataclasses
 import errno
@@ -52,16 +54,17 @@ NO_EFFECT = {
                          "restore never needs a new master",
 }
 
-# Options that map to a plan field: option -> (DumpPlan field, RestorePlan field).  A field
-# the plan class lacks is engine work not done yet: the option is refused when set.
-OPTION_FIELDS = {
-    "leave_running": ("leave_running", None),
-    "shell_job": ("shell_job", "shell_job"),
-    "file_locks": ("file_locks", "file_locks"),
-    "ext_unix_sk": ("ext_unix_sk", "ext_unix_sk"),
-    "tcp_established": ("tcp_established", "tcp_established"),
-    "tcp_skip_in_flight": ("skip_in_flight", None),
-    "freeze_cgroup": ("freeze_cgroup", None),
+# Options that are command-line flags too: they go through plan.dump_plan/restore_plan like
+# argv does (with the policies, entrypoint "rpc"; an option set true wins over a policy).
+FLAG_OPTIONS = {"leave_running": "leave_running", "shell_job": "shell_job", "file_locks": "file_locks",
+                "ext_unix_sk": "ext_unix_sk", "tcp_established": "tcp_established",
+                "tcp_skip_in_flight": "skip_in_flight", "freeze_cgroup": "freeze_cgroup",
+                "rst_sibling": "restore_sibling"}
+
+# Options that map to a plan field the command line does not set: option -> (DumpPlan field,
+# RestorePlan field), None where the option does not apply.  A field the plan class lacks is
+# engine work not done yet: the option is refused when set.
+EXTRA_FIELDS = {
     "root": ("root", "root"),
     "ext_mnt": ("ext_mounts", "ext_mounts"),
     "cg_root": (None, "cgroup_roots"),
@@ -232,13 +235,12 @@ class Session:
 
     def dump(self, req):
         from .cli import _supervised
-        from .plan import DumpPlan
+        from .plan import dump_plan
         opts = self._opts(req)
         if not opts.pid:
             raise BadRequest("DUMP needs opts.pid (dumping the caller itself is not supported)")
         dirs = self._dirs(opts, "dump.log")
-        plan = _plan(DumpPlan, 0, opts, pid=opts.pid, images_dir=dirs.images, log_file=dirs.log,
-                     verbosity=_verbosity(opts), notify=self._notifier(opts))
+        plan = _plan(dump_plan(_args(opts, dirs, tree=opts.pid), "rpc"), 0, opts, self._notifier(opts))
         resp = self.pb.Response(type=self.pb.DUMP, success=True)
         resp.dump.restored = False
 
@@ -258,11 +260,10 @@ class Session:
 
     def restore(self, req):
         from .engine import restore
-        from .plan import RestorePlan
+        from .plan import restore_plan
         opts = self._opts(req)
         dirs = self._dirs(opts, "restore.log")
-        plan = _plan(RestorePlan, 1, opts, images_dir=dirs.images, detach=True, restore_sibling=opts.rst_sibling,
-                     log_file=dirs.log, verbosity=_verbosity(opts), notify=self._notifier(opts))
+        plan = _plan(restore_plan(_args(opts, dirs, restore_detached=True), "rpc"), 1, opts, self._notifier(opts))
         started = time.monotonic()
         pid = restore(plan)
         _write_stats(dirs.work, "stats-restore", self.pb.Stats(restore=self.pb.RestoreStats(
@@ -414,28 +415,39 @@ def _non_empty_file(path: str) -> bool:
         return False                    # runc always names one; a missing file is ignored
 
 
-def _plan(cls, side: int, opts, **fields):
-    """cls(**fields) plus every OPTION_FIELDS option set in opts; an option whose field the
+def _args(opts, dirs: "_Dirs", **more) -> argparse.Namespace:
+    """The command line that means the same as opts (what plan.py reads)."""
+    args = argparse.Namespace(tree=None, images_dir=dirs.images, log_file=dirs.log, verbosity=_verbosity(opts),
+                              check_only=False, restore_detached=False, pidfile=None, ghost_limit=None,
+                              policy=None)
+    for option, name in FLAG_OPTIONS.items():
+        setattr(args, name, getattr(opts, option) or (None if option == "freeze_cgroup" else False))
+    for name, value in more.items():
+        setattr(args, name, value)
+    return args
+
+
+def _plan(plan, side: int, opts, notify):
+    """plan plus notify and every EXTRA_FIELDS option set in opts; an option whose field the
     plan lacks (engine work not done yet) is refused by name."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    for option, names in OPTION_FIELDS.items():
-        if not _is_set(opts, option):
-            continue
-        name = names[side]
-        value = _option_value(opts, option)
+    known = {f.name for f in dataclasses.fields(plan)}
+    extra = {"notify": notify}
+    for option, names in EXTRA_FIELDS.items():
+        value = _option_value(opts, option) if _is_set(opts, option) else None
         if value is None:
             continue
+        name = names[side]
         if name is None:
             log.info("opts.%s: does not apply to %s; ignored", option, "dump" if side == 0 else "restore")
             continue
         if name not in known:
             raise UnsupportedError(f"opts.{option} = {_show(value)}: the engine cannot do this yet "
-                                   f"(no {cls.__name__}.{name})")
-        fields[name] = value
+                                   f"(no {type(plan).__name__}.{name})")
+        extra[name] = value
     if opts.empty_ns:
         log.info("empty_ns network: the network namespace comes back with its loopback device only "
                  "(other devices are refused at dump)")
-    return cls(**fields)
+    return dataclasses.replace(plan, **extra)
 
 
 def _option_value(opts, option: str):
