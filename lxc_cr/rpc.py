@@ -530,3 +530,15 @@ def _write_stats(work: str, name: str, stats) -> None:
         os.write(fd, data)
     finally:
         os.close(fd)
+
+
+def missing_support() -> list[str]:
+    """The options of EXTRA_FIELDS the plans cannot carry yet (the engine's gaps, as the server
+    will refuse them): one "opts.X (Plan.field)" per gap."""
+    from .plan import DumpPlan, RestorePlan
+    out = []
+    for option, names in EXTRA_FIELDS.items():
+        for cls, name in zip((DumpPlan, RestorePlan), names):
+            if name is not None and name not in {f.name for f in dataclasses.fields(cls)}:
+                out.append(f"opts.{option} ({cls.__name__}.{name})")
+    return out

@@ -1,0 +1,243 @@
+"""runc 1.1 with our `criu` (`runc --criu hooks/criu checkpoint|restore`): a busybox bundle made
+by `runc spec` (its default namespaces, masked paths, devices and cgroups).
+
+The container counts: it writes "PID N" lines to its stdout (a pipe of the test's) and N to
+/dev/shm/count.  After a restore the first line on the new pipe must be the one after the last
+line of the old pipe (memory carried over exactly), with PID 1 inside and the same host PID.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import NO_CR, REPO
+
+CRIU = REPO / "hooks" / "criu"
+BUSYBOX = Path("/bin/busybox")
+COUNTER = "i=0; while :; do i=$((i+1)); echo $i > /dev/shm/count; echo \"$$ $i\"; sleep 0.05; done"
+TIMEOUT = 60
+
+
+def engine_gaps(tmp_path: Path) -> list[str]:
+    """What a runc container needs that the engine cannot do yet, asked of the code itself: the
+    RPC options runc sends that the plans cannot carry, and whether a tree with a mount namespace
+    of its own can be dumped (a --leave-running dump of one)."""
+    from lxc_cr import rpc
+    wanted = ("opts.root", "opts.ext_mnt", "opts.inherit_fd") + (("opts.cg_root",) if _cgroup_v1() else ())
+    gaps = [g for g in rpc.missing_support() if g.startswith(wanted)]
+    probe = subprocess.Popen(["unshare", "--mount", "--pid", "--fork", "sleep", "60"], start_new_session=True)
+    try:
+        time.sleep(0.05)
+        child = _first_child(probe.pid)
+        r = subprocess.run([REPO / ".venv/bin/lxc-cr", "dump", "--leave-running", "--shell-job", "-t", str(child),
+                            "-D", tmp_path / "mntns-probe"], capture_output=True, text=True)
+        if r.returncode != 0:
+            gaps.append(f"a tree with its own mount namespace: {r.stderr.strip()}")
+    finally:
+        os.killpg(probe.pid, signal.SIGKILL)
+        probe.wait()
+    return gaps
+
+
+def _first_child(pid: int) -> int:
+    for _ in range(200):
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = f.read().split()
+        if kids:
+            return int(kids[0])
+        time.sleep(0.01)
+    raise AssertionError(f"{pid} has no child")
+
+
+def _cgroup_v1() -> bool:
+    return os.path.isdir("/sys/fs/cgroup/freezer")
+
+
+_GAPS = None
+
+
+def require_runc():
+    if NO_CR:
+        pytest.skip("needs lxc-cr")
+    if shutil.which("runc") is None:
+        pytest.skip("runc is not installed (make setup installs it)")
+
+
+def require_engine(tmp_path: Path):
+    global _GAPS
+    require_runc()
+    if _GAPS is None:
+        _GAPS = engine_gaps(tmp_path)
+    if _GAPS:
+        pytest.skip("the engine cannot checkpoint a runc container yet: " + "; ".join(_GAPS))
+
+
+class Container:
+    """A runc container from a `runc spec` bundle; the id carries the branch name."""
+
+    def __init__(self, tmp_path: Path, name: str):
+        self.id = f"lxccr-rpc-{name}-{os.getpid()}"
+        self.bundle = tmp_path / "bundle"
+        self.images = tmp_path / "images"
+        self.work = tmp_path / "work"
+        rootfs = self.bundle / "rootfs"
+        for d in ("bin", "proc", "sys", "dev", "tmp", "etc"):
+            (rootfs / d).mkdir(parents=True, exist_ok=True)
+        shutil.copy(BUSYBOX, rootfs / "bin" / "busybox")
+        for applet in ("sh", "cat", "sleep", "echo"):
+            (rootfs / "bin" / applet).symlink_to("busybox")
+        subprocess.run(["runc", "spec"], cwd=self.bundle, check=True)
+        config = json.loads((self.bundle / "config.json").read_text())
+        config["process"]["terminal"] = False
+        config["process"]["args"] = ["/bin/sh", "-c", COUNTER]
+        (self.bundle / "config.json").write_text(json.dumps(config))
+        self.out = None
+
+    def runc(self, *argv, check=True, stdout=subprocess.PIPE, **kw):
+        """runc with our criu; its stderr goes to a file, since run and restore hand it on to
+        the container (a pipe would never end)."""
+        err_path = self.bundle.parent / "runc.err"
+        with open(err_path, "w") as err:
+            r = subprocess.run(["runc", "--criu", str(CRIU), *argv], stdout=stdout, stderr=err, text=True,
+                               timeout=TIMEOUT, **kw)
+        r.stderr = err_path.read_text()
+        if check and r.returncode != 0:
+            logs = "".join(f"\n--- {p}\n{p.read_text()}" for p in self.work.glob("*.log"))
+            raise AssertionError(f"runc {' '.join(argv)}: exit {r.returncode}: {r.stderr}{logs}")
+        return r
+
+    def _with_stdout_pipe(self, *argv):
+        """Run runc with a fresh pipe as stdout (the container's); returns the read end."""
+        r, w = os.pipe()
+        try:
+            self.runc(*argv, stdin=subprocess.DEVNULL, stdout=w, cwd=self.bundle)
+        finally:
+            os.close(w)
+        return os.fdopen(r, "r")
+
+    def start(self):
+        self.out = self._with_stdout_pipe("run", "-d", self.id)
+        return self.next_line()
+
+    def next_line(self) -> tuple[int, int]:
+        line = self.out.readline()
+        assert line, "the container's stdout pipe ended"
+        pid, count = line.split()
+        return int(pid), int(count)
+
+    def last_lines_until_eof(self) -> tuple[int, int]:
+        last = None
+        for line in self.out:
+            pid, count = line.split()
+            last = int(pid), int(count)
+        self.out.close()
+        return last
+
+    def state(self):
+        r = self.runc("state", self.id, check=False)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def checkpoint(self, *flags, env=None):
+        return self.runc("checkpoint", "--image-path", str(self.images), "--work-path", str(self.work), *flags,
+                         self.id, env=env, check=env is None)
+
+    def restore(self, env=None):
+        if env is not None:
+            return self.runc("restore", "-d", "--image-path", str(self.images), "--work-path", str(self.work),
+                             self.id, check=False, env=env, cwd=self.bundle, stdin=subprocess.DEVNULL)
+        self.out = self._with_stdout_pipe("restore", "-d", "--image-path", str(self.images), "--work-path",
+                                          str(self.work), self.id)
+
+    def exec(self, *argv) -> str:
+        return self.runc("exec", self.id, *argv).stdout
+
+    def destroy(self):
+        subprocess.run(["runc", "delete", "-f", self.id], capture_output=True, timeout=TIMEOUT)
+        if self.out is not None:
+            self.out.close()
+
+
+@pytest.fixture
+def any_container(tmp_path, request):
+    """A container, whether or not the engine can checkpoint it (for the failure paths)."""
+    require_runc()
+    c = Container(tmp_path, request.node.name.split("[")[0].replace("test_runc_", "")[:16])
+    yield c
+    c.destroy()
+
+
+@pytest.fixture
+def container(any_container, tmp_path):
+    require_engine(tmp_path)
+    return any_container
+
+
+def test_runc_checkpoint_and_restore(container):
+    """The container comes back with PID 1 inside and the same host PID, its counter
+    continues exactly where the checkpoint left it, and exec, kill and delete work on it."""
+    pid_inside, _ = container.start()
+    assert pid_inside == 1
+    host_pid = container.state()["pid"]
+    container.checkpoint()
+    assert container.state() is None, "runc still knows the checkpointed container"
+    _, last = container.last_lines_until_eof()
+    assert (container.work / "dump.log").exists() and (container.images / "inventory.img").exists()
+    container.restore()
+    state = container.state()
+    assert state["status"] == "running" and state["pid"] == host_pid
+    assert container.next_line() == (1, last + 1)
+    assert int(container.exec("cat", "/dev/shm/count")) > last
+    container.runc("kill", container.id, "KILL")
+    for _ in range(500):
+        if container.state()["status"] == "stopped":
+            break
+        time.sleep(0.01)
+    container.runc("delete", container.id)
+    assert container.state() is None
+
+
+def test_runc_failed_checkpoint_leaves_the_container_running(any_container):
+    """A dump that fails (an injected fault once everything was collected, or what the engine
+    cannot do yet) leaves the container running and counting, as runc says."""
+    container = any_container
+    container.start()
+    r = container.checkpoint(env=dict(os.environ, LXC_CR_FAULT="write"))
+    assert r.returncode != 0 and "criu failed" in r.stderr
+    assert container.state()["status"] == "running"
+    _, before = container.next_line()
+    assert container.next_line()[1] == before + 1
+    assert not (container.images / "inventory.img").exists()
+
+
+def test_runc_failed_restore_leaves_nothing(container):
+    """A restore that fails once the tree exists leaves no task behind, and the same images
+    then restore fine."""
+    container.start()
+    host_pid = container.state()["pid"]
+    container.checkpoint()
+    container.last_lines_until_eof()
+    r = container.restore(env=dict(os.environ, LXC_CR_FAULT="registers"))
+    assert r.returncode != 0
+    assert not os.path.exists(f"/proc/{host_pid}")
+    assert container.state() is None
+    container.restore()
+    assert container.state()["pid"] == host_pid
+
+
+def test_runc_pre_dump_is_refused_and_the_container_runs_on(any_container):
+    """runc asks FEATURE_CHECK for mem_track before a pre-dump; we answer honestly (false), so
+    runc refuses the pre-dump itself, and the container is untouched."""
+    container = any_container
+    container.start()
+    r = container.checkpoint("--pre-dump", env=dict(os.environ))
+    assert r.returncode != 0 and "missing features" in r.stderr, r.stderr
+    assert container.state()["status"] == "running"
+    _, before = container.next_line()
+    assert container.next_line()[1] == before + 1
