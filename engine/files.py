@@ -32,7 +32,7 @@ import stat as st_mod
 from dataclasses import dataclass, field
 
 from . import kernel as k
-from . import locks, proc
+from . import inherit, locks, proc
 from .errors import CRError, DumpError, ImageError, UnsupportedError
 
 log = logging.getLogger("lxc_cr.files")
@@ -176,7 +176,8 @@ class FileTable:
         pb = _pb()
         flags = int(info["flags"], 8)
         entry = pb.FileEntry(id=len(self.entries) + 1, kind=kind.NAME,
-                             flags=flags & ~(O_CLOEXEC | O_LARGEFILE), pos=int(info.get("pos", 0)))
+                             flags=flags & ~(O_CLOEXEC | O_LARGEFILE), pos=int(info.get("pos", 0)),
+                             inherit_key=inherit.key_of(link))
         # registered before dump(): a kind may look up files that point back at this one
         self.entries.append(entry)
         self.by_inode.setdefault(key, []).append(_Open(entry, pid, fd))
@@ -291,6 +292,7 @@ class RestoreContext:
     base_fd: int                                  # every fd we open goes at or above this
     shared: dict = field(default_factory=dict)    # per-kind scratch, e.g. the other end of a pipe
     opened: dict = field(default_factory=dict)    # file id -> our fd
+    inherited: set = field(default_factory=set)   # ids of files that are the caller's (engine/inherit.py)
     shmem_fds: dict = field(default_factory=dict)  # shmem.img object id -> our fd (memfds)
 
     @property
@@ -316,6 +318,9 @@ def open_all(ctx: RestoreContext) -> dict[int, int]:
 
 
 def _open_entry(ctx: RestoreContext, entry) -> int:
+    fd = inherit.open_inherited(ctx, entry)
+    if fd is not None:
+        return fd
     kind = kind_named(entry.kind)
     detail = _detail(kind, entry)
     return kind.open(ctx, entry, detail)
@@ -338,6 +343,7 @@ def validate_files(files_msg) -> dict:
             raise ImageError(f"files.img: duplicate or zero file id {entry.id}")
         if entry.pos < 0:
             raise ImageError(f"files.img: file {entry.id} has a negative position")
+        inherit.validate_key(entry)
         _validate_owner(entry)
         locks.validate(entry, "files.img")
         out[entry.id] = entry
@@ -400,7 +406,7 @@ def finish_in_task(ctx: RestoreContext, task, first_holder: dict[int, int]) -> N
     for file_id, fds in sorted(numbers.items(), key=lambda item: not per_holder(item[0])):
         entry = ctx.files[file_id]
         kind = kind_named(entry.kind)
-        if first_holder.get(file_id) != task.pid and not per_holder(file_id):
+        if first_holder.get(file_id) != task.pid and not per_holder(file_id) or file_id in ctx.inherited:
             continue
         hook = getattr(kind, "in_task", None)
         if hook is not None:

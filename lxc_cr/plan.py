@@ -62,6 +62,7 @@ class RestorePlan:
     ext_unix_sk: bool = False
     tcp_established: bool = False
     actions: dict = field(default_factory=dict)   # post_restore -> shell command
+    inherit_fds: dict = field(default_factory=dict)  # file key -> our fd that replaces it (engine/inherit.py)
     origins: dict = field(default_factory=dict)
     net_devices: tuple = ()         # NetDevice entries, from --external and --veth-pair
     log_file: str | None = None

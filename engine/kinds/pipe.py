@@ -134,8 +134,8 @@ def _members(ctx, msg) -> list:
         d = MESSAGE()
         if not e.detail.Unpack(d):
             raise ImageError(f"files.img: file {e.id} detail is not a Pipe")
-        if d.pipe_id != msg.pipe_id:
-            continue
+        if d.pipe_id != msg.pipe_id or e.inherit_key in getattr(ctx.plan, "inherit_fds", {}):
+            continue                # another pipe, or an end the caller hands in (engine/inherit.py)
         if d != msg:
             raise ImageError(f"files.img: file {e.id} describes pipe {msg.pipe_id} differently")
         if e.flags & os.O_ACCMODE not in ACCMODES:

@@ -231,6 +231,47 @@ def test_namespaced_tree_notifies(tmp_path):
         assert os.waitstatus_to_exitcode(status) == 0 and "PASS" in log.read_text(), log.read_text()
 
 
+def test_inherit_fd_hands_in_a_new_stdio_pipe(progs_built, tmp_path):
+    """As runc restores a container's stdio: the dumped pipe, named by its original inode
+    (pipe:[INO]), is replaced by the fd the client passes; the program's PASS, written to its
+    stdout after restore, arrives on the new pipe."""
+    r, w = os.pipe()
+    prog = subprocess.Popen([progs_built / "160_inherit_stdio"], stdout=w, stderr=w, stdin=subprocess.DEVNULL,
+                            cwd=tmp_path, start_new_session=True)
+    os.close(w)
+    try:
+        with os.fdopen(r) as old:
+            assert old.readline() == "READY\n"
+            key = f"pipe:[{os.fstat(old.fileno()).st_ino}]"
+            images, work = _dir_fd(tmp_path / "images"), _dir_fd(tmp_path / "work")
+            resp, code = Client(tmp_path).call(dump_request(prog.pid, images, work))
+            assert code == 0 and resp.success, resp
+            prog.wait(timeout=10)
+            assert old.read() == ""
+        r, w = os.pipe()
+        c = Client(tmp_path, pass_fds=(w,))
+        resp, code = c.call(restore_request(images, work, inherit_fd=[pb.InheritFd(key=key, fd=w)]))
+        os.close(w)
+        os.close(images)
+        os.close(work)
+        assert code == 0 and resp.restore.pid == prog.pid, (resp, _log(tmp_path / "work/restore.log"))
+        os.kill(prog.pid, signal.SIGUSR1)
+        _, status = os.waitpid(prog.pid, 0)
+        with os.fdopen(r) as new:
+            out = new.read()
+        assert os.waitstatus_to_exitcode(status) == 0 and "PASS" in out.splitlines(), out
+    finally:
+        _kill_leftovers(prog.pid)
+
+
+def test_inherit_fd_of_a_closed_fd_is_refused(tmp_path):
+    images = _dir_fd(tmp_path / "images")
+    resp, code = Client(tmp_path).call(restore_request(images, images, inherit_fd=[pb.InheritFd(
+        key="pipe:[1]", fd=999)]))
+    os.close(images)
+    assert code == 1 and not resp.success and "fd 999 is not open" in resp.cr_errmsg
+
+
 # --- failure paths ---------------------------------------------------------------------------
 
 def _started(progs_built, tmp_path, prog="30_tree_basic"):

@@ -1,0 +1,42 @@
+"""Inherited files: at restore, the caller hands in its own fd for a file of the dump.
+
+Every dumped open file records a key, the name runtimes use for it: its /proc/PID/fd link
+(`pipe:[INO]` with the pipe's original inode, `socket:[INO]`, a path).  RestorePlan.inherit_fds
+maps keys to fds of the restoring process (runc and crun: `inherit_fd {key: "pipe:[INO]",
+fd: 0|1|2}` for the container's stdio pipes, read from their descriptors.json).  A file whose
+key is there is that fd, in every task that held it, instead of a new open; kind hooks do not
+run on it (the object is the caller's, as it is).  Keys of other forms (`tty[RDEV:DEV]`,
+`--external` files) are a later, compatible extension of the same field.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+
+from .errors import ImageError, PlanError
+
+log = logging.getLogger("lxc_cr.inherit")
+MAX_KEY = 4096
+
+
+def key_of(link: str) -> str:
+    return link
+
+
+def open_inherited(ctx, entry) -> int | None:
+    """Our own fd (at or above ctx.base_fd) on the caller's file for entry, or None."""
+    fd = getattr(ctx.plan, "inherit_fds", {}).get(entry.inherit_key) if entry.inherit_key else None
+    if fd is None:
+        return None
+    try:
+        ours = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, ctx.base_fd)
+    except OSError as e:
+        raise PlanError(f"inherit fd {fd} for {entry.inherit_key}: {e.strerror}") from None
+    ctx.inherited.add(entry.id)
+    log.info("file %d (%s) is the caller's fd %d", entry.id, entry.inherit_key, fd)
+    return ours
+
+
+def validate_key(entry) -> None:
+    if len(entry.inherit_key) > MAX_KEY:
+        raise ImageError(f"files.img: file {entry.id} has an oversized key")
