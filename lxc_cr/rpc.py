@@ -176,17 +176,14 @@ class Session:
                 return 1
             handler = handlers.get(req.type)
             if handler is None:
-                return self._answer_error(pb.EMPTY, BadRequest("the request type is missing or unknown" if req.type == pb.EMPTY else
-                                                     f"request type {pb.ReqType.Name(req.type)} is not served"))
+                what = "missing or unknown" if req.type == pb.EMPTY else f"{pb.ReqType.Name(req.type)}, not served"
+                return self._answer_error(pb.EMPTY, BadRequest(f"the request type is {what}"))
             try:
                 resp = handler(req)
             except _AlreadyAnswered as done:
                 return done.code
-            except CRError as e:
-                return self._answer_error(req.type, e)
-            except Exception as e:          # a bug: the client still gets an answer
-                log.exception("swrk: internal error")
-                return self._answer_error(req.type, CRError(f"internal error: {type(e).__name__}: {e}"))
+            except Exception as e:
+                return self._answer_error(req.type, _as_error(e))
             try:
                 self.ch.send(resp)
             except NotifyRefused as e:
@@ -251,8 +248,8 @@ class Session:
             try:
                 stats = dump(plan)
                 _write_stats(dirs.work, "stats-dump", self.pb.Stats(dump=_dump_stats(self.pb, stats)))
-            except CRError as e:
-                self._answer_error(self.pb.DUMP, e)
+            except Exception as e:
+                self._answer_error(self.pb.DUMP, _as_error(e))
                 raise
             self.ch.send(resp)
         code = _supervised(work)
@@ -321,6 +318,14 @@ class Session:
             if not answer.notify_success:
                 raise NotifyRefused(f"the client refused notify {script}")
         return exchange
+
+
+def _as_error(e: Exception) -> CRError:
+    """What the client is told: a CRError as it is; anything else is a bug, logged in full."""
+    if isinstance(e, CRError):
+        return e
+    log.exception("swrk: internal error")
+    return CRError(f"internal error: {type(e).__name__}: {e}")
 
 
 class _AlreadyAnswered(Exception):
