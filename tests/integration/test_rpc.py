@@ -7,6 +7,7 @@ self-checking programs are dumped and restored through it.
 from __future__ import annotations
 
 import array
+import contextlib
 import os
 import signal
 import socket
@@ -274,65 +275,48 @@ def test_inherit_fd_of_a_closed_fd_is_refused(tmp_path):
 
 # --- failure paths ---------------------------------------------------------------------------
 
-def _started(progs_built, tmp_path, prog="30_tree_basic"):
-    cycle = Cycle(progs_built / prog, tmp_path)
+@contextlib.contextmanager
+def a_tree_to_leave_untouched(progs_built, tmp_path):
+    """A running program and an fd on its empty image directory.  Afterwards the tree must look
+    never dumped: no image on disk, and the program's own checks pass when told to finish."""
+    cycle = Cycle(progs_built / "30_tree_basic", tmp_path)
     cycle.start(())
     cycle.wait_ready()
-    return cycle
-
-
-def _untouched_and_passes(cycle, images_dir: Path) -> None:
-    """The tree was never dumped as far as anyone can tell: no complete dump on disk, and the
-    program's own checks pass when it is told to finish."""
-    assert not (images_dir / "inventory.img").exists()
-    assert [p.name for p in images_dir.iterdir() if p.name.endswith(".img")] == []
-    cycle.signal_and_wait(30, restored=False)
+    images = _dir_fd(cycle.imgdir)
+    try:
+        yield cycle, images
+        assert [p.name for p in cycle.imgdir.iterdir() if p.name.endswith(".img")] == []
+        cycle.signal_and_wait(30, restored=False)
+    finally:
+        os.close(images)
+        _kill_leftovers(cycle.pid)
 
 
 @pytest.mark.parametrize("refuse_at", DUMP_NOTIFIES)
 def test_a_refused_notify_leaves_the_tree_running(progs_built, tmp_path, refuse_at):
-    cycle = _started(progs_built, tmp_path)
-    images = _dir_fd(cycle.imgdir)
-    try:
+    with a_tree_to_leave_untouched(progs_built, tmp_path) as (cycle, images):
         c = Client(tmp_path)
         resp, code = c.call(dump_request(cycle.pid, images, images), answer=lambda s: s != refuse_at)
         assert code == 1 and not resp.success and refuse_at in resp.cr_errmsg and resp.HasField("dump")
         assert c.scripts()[-1] == refuse_at
-        _untouched_and_passes(cycle, cycle.imgdir)
-    finally:
-        os.close(images)
-        _kill_leftovers(cycle.pid)
 
 
 @pytest.mark.parametrize("close_at", DUMP_NOTIFIES)
 def test_a_client_closing_mid_dump_leaves_the_tree_running(progs_built, tmp_path, close_at):
-    cycle = _started(progs_built, tmp_path)
-    images = _dir_fd(cycle.imgdir)
-    try:
-        c = Client(tmp_path)
-        resp, code = c.call(dump_request(cycle.pid, images, images), close_at=close_at)
+    with a_tree_to_leave_untouched(progs_built, tmp_path) as (cycle, images):
+        resp, code = Client(tmp_path).call(dump_request(cycle.pid, images, images), close_at=close_at)
         assert resp is None and code == 1
-        _untouched_and_passes(cycle, cycle.imgdir)
-    finally:
-        os.close(images)
-        _kill_leftovers(cycle.pid)
 
 
 def test_a_client_gone_without_notifies_leaves_the_tree_running(progs_built, tmp_path):
     """Without notify_scripts (crun's dump), a client that went away is noticed before the tree
     is killed: nobody would learn that the dump exists."""
-    cycle = _started(progs_built, tmp_path)
-    images = _dir_fd(cycle.imgdir)
-    try:
+    with a_tree_to_leave_untouched(progs_built, tmp_path) as (cycle, images):
         c = Client(tmp_path)
         c.sock.send(_without_notify(dump_request(cycle.pid, images, images)))
         c.sock.shutdown(socket.SHUT_RDWR)
         c.sock.close()
         assert c.exit_status() == 1
-        _untouched_and_passes(cycle, cycle.imgdir)
-    finally:
-        os.close(images)
-        _kill_leftovers(cycle.pid)
 
 
 def _without_notify(req) -> bytes:
