@@ -22,7 +22,6 @@ reads: a CRIU image file holding one Stats message).
 """
 from __future__ import annotations
 
-import argparse
 import array
 import dataclasses
 import errno
@@ -237,7 +236,7 @@ class Session:
         if not opts.pid:
             raise BadRequest("DUMP needs opts.pid (dumping the caller itself is not supported)")
         dirs = self._dirs(opts, "dump.log")
-        plan = _plan(dump_plan(_args(opts, dirs, tree=opts.pid), "rpc"), 0, opts, self._notifier(opts))
+        plan = _plan(dump_plan(_args(opts, dirs, "dump", tree=opts.pid), "rpc"), 0, opts, self._notifier(opts))
         resp = self.pb.Response(type=self.pb.DUMP, success=True)
         resp.dump.restored = False
 
@@ -260,7 +259,7 @@ class Session:
         from .plan import restore_plan
         opts = self._opts(req)
         dirs = self._dirs(opts, "restore.log")
-        plan = _plan(restore_plan(_args(opts, dirs, restore_detached=True), "rpc"), 1, opts, self._notifier(opts))
+        plan = _plan(restore_plan(_args(opts, dirs, "restore", restore_detached=True), "rpc"), 1, opts, self._notifier(opts))
         started = time.monotonic()
         pid = restore(plan)
         _write_stats(dirs.work, "stats-restore", self.pb.Stats(restore=self.pb.RestoreStats(
@@ -420,13 +419,15 @@ def _non_empty_file(path: str) -> bool:
         return False                    # runc always names one; a missing file is ignored
 
 
-def _args(opts, dirs: "_Dirs", **more) -> argparse.Namespace:
-    """The command line that means the same as opts (what plan.py reads)."""
-    args = argparse.Namespace(tree=None, images_dir=dirs.images, log_file=dirs.log, verbosity=_verbosity(opts),
-                              check_only=False, restore_detached=False, pidfile=None, ghost_limit=None,
-                              policy=None)
+def _args(opts, dirs: "_Dirs", command: str, **more) -> "argparse.Namespace":
+    """The command line that means the same as opts (what plan.py reads): the CLI parser's
+    defaults, then the directories, the log and every flag set in opts."""
+    from .cli import _parser
+    args = _parser().parse_args([command])
+    args.images_dir, args.log_file, args.verbosity = dirs.images, dirs.log, _verbosity(opts)
     for option, name in FLAG_OPTIONS.items():
-        setattr(args, name, getattr(opts, option) or (None if option == "freeze_cgroup" else False))
+        if getattr(opts, option):
+            setattr(args, name, getattr(opts, option))
     for name, value in more.items():
         setattr(args, name, value)
     return args
