@@ -451,8 +451,8 @@ def _plan(plan, side: int, opts, notify):
                                    f"(no {type(plan).__name__}.{name})")
         extra[name] = value
     if opts.empty_ns:
-        log.info("empty_ns network: the network namespace comes back with its loopback device only "
-                 "(other devices are refused at dump)")
+        log.warning("empty_ns network: the network namespace is dumped and restored as it is, not left "
+                    "empty (the same for a namespace with only its loopback, as runc makes them)")
     return dataclasses.replace(plan, **extra)
 
 
