@@ -42,10 +42,10 @@ CLONE_NEWNET = 0x40000000
 STATS_MAGICS = (0x55105940, 0x57093306)      # CRIU's IMG_SERVICE and STATS image magics
 SCRIPTS_WITH_PID = ("setup-namespaces", "post-restore")
 
-# Options the engine has no use for, with why they change nothing (logged when given).
+# Options accepted although they change nothing here, with why (logged when given).  The
+# session's own (fds, log, notify_scripts, config_file) are used in Session; the rest are
+# FLAG_OPTIONS, EXTRA_FIELDS or refused (_refuse_unsupported).
 NO_EFFECT = {
-    "log_level": None, "log_file": None, "notify_scripts": None, "images_dir_fd": None,
-    "work_dir_fd": None, "pid": None, "config_file": None, "rst_sibling": None,
     "evasive_devices": "devices are reopened by path; there is no other path to try",
     "link_remap": "files unlinked while open are always saved with their content",
     "force_irmap": "inotify and fanotify watches are found by file handle at dump",
@@ -374,7 +374,8 @@ def _refuse_unsupported(opts) -> None:
         "enable_fs": "enable_fs", "unix_sk_ino": "unix_sk_ino", "irmap_scan_paths": "irmap_scan_paths",
         "cgroup_props": "cgroup properties", "cgroup_props_file": "cgroup properties",
         "cgroup_dump_controller": "cgroup_dump_controller", "weak_sysctls": "weak_sysctls",
-        "status_fd": "status_fd", "tcp_close": "tcp_close", "tls": "TLS", "cgroup_yard": "cgroup_yard",
+        "status_fd": "status_fd", "tcp_close": "tcp_close", "tls": "TLS", "tls_cacert": "TLS", "tls_cacrl": "TLS",
+        "tls_cert": "TLS", "tls_key": "TLS", "tls_no_cn_verify": "TLS", "cgroup_yard": "cgroup_yard",
         "pre_dump_mode": "pre-dump modes", "pidfd_store_sk": "pidfd_store_sk",
         "lsm_mount_context": "lsm_mount_context", "network_lock": "network lock methods",
         "mntns_compat_mode": "mntns_compat_mode", "cpu_cap": "cpu_cap", "timeout": "timeout",
@@ -493,7 +494,7 @@ def _verbosity(opts) -> int:
 
 def _log_no_effect(opts) -> None:
     for name, why in NO_EFFECT.items():
-        if why and _is_set(opts, name):
+        if _is_set(opts, name):
             log.info("opts.%s: accepted, no effect: %s", name, why)
 
 
