@@ -1,8 +1,8 @@
 # Everything the project needs is installed from here; `make setup` is idempotent.
 VENV     := .venv
 PY       := $(VENV)/bin/python
-APT_PKGS := python3-lxc lxc python3-dev python3-venv protobuf-compiler python3-protobuf \
-            busybox-static iproute2 nftables zstd runc gcc make
+APT_PKGS := python3-lxc lxc lxc-templates dnsmasq-base python3-yaml python3-dev python3-venv \
+            protobuf-compiler python3-protobuf busybox-static iproute2 nftables zstd runc gcc make
 PROTOS   := $(wildcard engine/proto/*.proto engine/kinds/*.proto lxc_cr/*.proto)
 PB2      := $(PROTOS:.proto=_pb2.py)
 
@@ -56,6 +56,7 @@ test: setup
 
 bench: setup
 	$(PY) bench/run.py
+	$(PY) bench/containers.py
 
 clean:
 	rm -rf $(VENV) engine/.native-built engine/_native* $(PB2) build *.egg-info

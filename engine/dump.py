@@ -283,33 +283,58 @@ def check_only(plan) -> list[str]:
     pids = _tree_pids(plan.pid)
     blockers = []
     ctx = files_mod.DumpContext(images=None, plan=plan, tree=set(pids))
+    try:
+        namespaces.check(plan.pid, [p for p in pids if _alive(p)])
+    except UnsupportedError as e:
+        blockers.append(str(e))
+    except (ProcessLookupError, FileNotFoundError):
+        pass                # a task exited meanwhile: the tree runs while we look
     root = proc.stat(plan.pid)
     if not plan.shell_job and (root.sid not in pids or root.pgid not in pids):
         blockers.append(f"process {plan.pid}: its session or process group leader is outside the tree "
                         f"(use --shell-job for a job started from a shell)")
     try:
         for pid in pids:
-            if proc.stat(pid).state == "Z":
-                continue
-            for fd in proc.fds(pid):
-                blockers.extend(_fd_blockers(ctx, pid, fd))
-                blockers.extend(locks.check(plan, pid, fd))
-            if pid == plan.pid:
-                blockers.extend(netns.check(pid))
             try:
-                tty.check_ctty(ctx, pid)
-            except UnsupportedError as e:
-                blockers.append(str(e))
-            memory = MemoryDumper(images=None)
-            try:
-                memory.vmas(pid)
-            except UnsupportedError as e:
-                blockers.append(str(e))
-            finally:
-                for obj in memory.shmem.values():
-                    os.close(obj.fd)
+                blockers.extend(_task_blockers(ctx, plan, pid))
+            except (ProcessLookupError, FileNotFoundError):
+                continue    # the tree runs while we look: a task that exited blocks nothing
     finally:
         ctx.close()
+    return blockers
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return proc.stat(pid).state != "Z"
+    except ProcessLookupError:
+        return False
+
+
+def _task_blockers(ctx, plan, pid: int) -> list[str]:
+    if proc.stat(pid).state == "Z":
+        return []
+    blockers = []
+    for fd in proc.fds(pid):
+        try:
+            blockers.extend(_fd_blockers(ctx, pid, fd))
+            blockers.extend(locks.check(plan, pid, fd))
+        except FileNotFoundError:
+            continue        # closed meanwhile
+    if pid == plan.pid:
+        blockers.extend(netns.check(pid))
+    try:
+        tty.check_ctty(ctx, pid)
+    except UnsupportedError as e:
+        blockers.append(str(e))
+    memory = MemoryDumper(images=None)
+    try:
+        memory.vmas(pid)
+    except UnsupportedError as e:
+        blockers.append(str(e))
+    finally:
+        for obj in memory.shmem.values():
+            os.close(obj.fd)
     return blockers
 
 
@@ -329,7 +354,7 @@ def _fd_blockers(ctx, pid: int, fd: int) -> list[str]:
         st = os.stat(f"/proc/{pid}/fd/{fd}")
     except OSError as e:
         return [f"process {pid} fd {fd}: cannot stat {link}: {e.strerror}"]
-    kind = files_mod.kind_for(link, st)
+    kind = files_mod.kind_for_dump(ctx, link, st)
     if kind is None:
         return [f"process {pid} fd {fd}: {files_mod.describe(link, st)} is not supported"]
     check = getattr(kind, "check", None)

@@ -51,6 +51,11 @@ def kinds():
     return KINDS
 
 
+def _external():
+    from .kinds import external     # files outside the tree (--external): not dumped
+    return external
+
+
 def kind_named(name: str):
     for kind in kinds():
         if kind.NAME == name:
@@ -170,14 +175,14 @@ class FileTable:
         for other in self.by_inode.get(key, []):
             if k.kcmp_file(pid, fd, other.pid, other.fd) == 0:
                 return other.entry
-        kind = kind_for(link, st)
+        kind = kind_for_dump(self.ctx, link, st)
         if kind is None:
             raise UnsupportedError(f"process {pid} fd {fd}: {describe(link, st)} is not supported")
         pb = _pb()
         flags = int(info["flags"], 8)
         entry = pb.FileEntry(id=len(self.entries) + 1, kind=kind.NAME,
                              flags=flags & ~(O_CLOEXEC | O_LARGEFILE), pos=int(info.get("pos", 0)),
-                             inherit_key=inherit.key_of(link))
+                             inherit_key=inherit.key_of(link, st))
         # registered before dump(): a kind may look up files that point back at this one
         self.entries.append(entry)
         self.by_inode.setdefault(key, []).append(_Open(entry, pid, fd))
@@ -201,8 +206,8 @@ F_OWNER_TYPES = (0, 1, 2)      # F_OWNER_TID, F_OWNER_PID, F_OWNER_PGRP
 
 
 def _dump_owner(ctx: DumpContext, f: FileRef, entry) -> None:
-    if entry.flags & os.O_PATH:
-        return                  # an O_PATH file has no owner (fcntl refuses)
+    if entry.flags & os.O_PATH or entry.kind == _external().NAME:
+        return                  # an O_PATH file has no owner (fcntl refuses); an external one is not ours
     try:
         fd = ctx.local_fd(f)
         owner_type, pid = k.get_owner(fd)
@@ -254,6 +259,11 @@ def restore_owners(ctx: "RestoreContext", ids: set, groups: set) -> None:
         if entry.owner_pid not in (groups if entry.owner_type == 2 else ids):
             raise ImageError(f"files.img: file {entry.id} is owned by {entry.owner_pid}, not in the tree")
         k.set_owner(ctx.opened[entry.id], entry.owner_type, entry.owner_pid)
+
+
+def kind_for_dump(ctx: DumpContext, link: str, st: os.stat_result):
+    """The kind that dumps this file: external if the plan says it is outside the tree."""
+    return _external() if _external().claims(ctx, link, st) else kind_for(link, st)
 
 
 def kind_for(link: str, st: os.stat_result):

@@ -1,25 +1,32 @@
 """Inherited files: at restore, the caller hands in its own fd for a file of the dump.
 
-Every dumped open file records a key, the name runtimes use for it: its /proc/PID/fd link
-(`pipe:[INO]` with the pipe's original inode, `socket:[INO]`, a path).  RestorePlan.inherit_fds
-maps keys to fds of the restoring process (runc and crun: `inherit_fd {key: "pipe:[INO]",
-fd: 0|1|2}` for the container's stdio pipes, read from their descriptors.json).  A file whose
-key is there is that fd, in every task that held it, instead of a new open; kind hooks do not
-run on it (the object is the caller's, as it is).  Keys of other forms (`tty[RDEV:DEV]`,
-`--external` files) are a later, compatible extension of the same field.
+Every dumped open file records a key, the name runtimes use for it: `tty[RDEV:DEV]` for a
+terminal (st_rdev and st_dev in hex, as LXC writes DIR/tty.info), else its /proc/PID/fd
+link (`pipe:[INO]` with the pipe's original inode, `socket:[INO]`, a path).
+RestorePlan.inherit_fds maps keys to fds of the restoring process: LXC's
+`--inherit-fd fd[N]:tty[RDEV:DEV]` for the container's console, runc's and crun's
+`inherit_fd {key: "pipe:[INO]", fd}` for a container's stdio pipes.  A file whose key is
+there is that fd, in every task that held it, instead of a new open; kind hooks do not
+run on it (the object is the caller's, as it is).  Files the caller marked as outside the
+tree at dump (`--external KEY`) are not dumped at all: engine/kinds/external.py.
 """
 from __future__ import annotations
 
 import fcntl
 import logging
+import os
+import stat
 
 from .errors import ImageError, PlanError
 
 log = logging.getLogger("lxc_cr.inherit")
 MAX_KEY = 4096
+TTY_MAJORS = {4, 5, 136}        # ttyN and the console, /dev/tty and ptmx, pts
 
 
-def key_of(link: str) -> str:
+def key_of(link: str, st: os.stat_result) -> str:
+    if stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) in TTY_MAJORS:
+        return f"tty[{st.st_rdev:x}:{st.st_dev:x}]"
     return link
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
-from . import CRIU_COMPAT_VERSION, __version__
+from . import CRIU_COMPAT_VERSION, __version__, criu_opts
+from .lxc_plan import caller
 
 USAGE = """\
 usage: lxc-cr dump -t PID -D DIR [-o LOG] [-v[N]] [--leave-running] [--shell-job] [--file-locks]
@@ -19,7 +20,9 @@ usage: lxc-cr dump -t PID -D DIR [-o LOG] [-v[N]] [--leave-running] [--shell-job
                   [--file-locks] [--ext-unix-sk] [--tcp-established] [--external DEV...]
                   [--policy FILE]...
        lxc-cr plan -t PID [dump options]
-       lxc-cr check
+       lxc-cr plan --lxc NAME [-D DIR] [--leave-running]
+       lxc-cr pre-dump -t PID -D DIR [dump options]
+       lxc-cr check [--feature NAME]
        lxc-cr show DIR [IMAGE]
        lxc-cr swrk FD           (CRIU's RPC on socket FD, as runc, crun and podman use it)
        lxc-cr --version
@@ -39,6 +42,8 @@ dump options:
   --check-only             list everything that would block a dump; freeze nothing, write nothing
   --freeze-cgroup CGROUP   freeze this cgroup (cgroup2 directory or v1 freezer) before seizing
   --ghost-limit SIZE       largest unlinked open file whose content is saved (default 64M)
+  --external KEY           a file outside the tree, not dumped: tty[RDEV:DEV] (hex; LXC's console),
+                           pipe:[INO], socket:[INO] or a path; restore needs --inherit-fd for it
 restore options:
   -D, --images-dir DIR     image directory of a complete dump
   -d, --restore-detached   leave the restored tree running and exit (default: wait for it)
@@ -55,10 +60,20 @@ restore options:
                            older spelling of --external veth[IF]:HOST[@BRIDGE]
   --file-locks, --ext-unix-sk, --tcp-established
                            needed again at restore when the dump used them
+  --inherit-fd fd[N]:KEY   every file of the dump with that key (see --external) is our fd N
 plan:
   prints, as YAML, what a dump with these options would do: first everything that would
   block it, then every setting with where it came from (built-in default, policy file and
-  line, command line). Freezes nothing.
+  line, command line). Freezes nothing.  With --lxc NAME: the checkpoint lxc-checkpoint
+  would run for that container (the criu command line LXC passes, the container's config,
+  cgroups, network devices and mounts), and what LXC's restore would trip over.
+pre-dump:
+  memory changes are not tracked, so nothing is copied ahead: checks that a dump would work
+  and says so in its log (check --feature mem_dirty_track answers no).
+CRIU's options as runtimes pass them (LXC: lxc-checkpoint; see docs/SUPPORTED.md) are
+accepted: honoured where they apply (--action-script, --lsm-profile apparmor:unconfined),
+logged where they change nothing here (--link-remap, --force-irmap, --enable-fs, ...),
+refused where ignoring them would lose data (--page-server).
 common options:
   --policy FILE            policy file to apply (repeatable; default: /etc/lxc-cr/*.yaml);
                            see configs/README.md. The command line wins over policies.
@@ -105,6 +120,8 @@ def _parser():
     p.add_argument("--external", action="append", default=[])
     p.add_argument("--veth-pair", action="append", default=[])
     p.add_argument("-V", "--version", action="store_true")
+    p.add_argument("--lxc")
+    criu_opts.add_options(p)         # the rest of CRIU's options as runtimes pass them
     return p
 
 
@@ -209,14 +226,52 @@ def cmd_dump(args) -> int:
     from .engine import dump
     from .plan import dump_plan
     _no_operands(args, "dump")
-    _refuse(args, ("restore_detached", "pidfile", "restore_sibling", "external", "veth_pair"))
-    plan = dump_plan(args)
+    _refuse(args, ("restore_detached", "pidfile", "restore_sibling", "inherit_fd", "veth_pair"))
+    plan = dump_plan(args, *caller(args))
     if plan.check_only:
         return _check_only(plan)
     from .engine.images import ImageDir
     ImageDir.for_dump(plan.images_dir).close()     # checks the directory before the log goes in it
     _setup_log(plan.log_file, plan.verbosity)
+    _log_notes(args)
+    import logging
+    from .plan import to_yaml
+    logging.getLogger("lxc_cr").debug("plan:\n%s", to_yaml(plan))
     return _supervised(lambda: dump(plan))
+
+
+def cmd_pre_dump(args) -> int:
+    """CRIU's pre-dump copies memory ahead while the tree runs.  Without dirty-memory tracking
+    there is nothing to copy ahead: check that a dump would work, log why nothing was copied."""
+    from .plan import dump_plan
+    _no_operands(args, "pre-dump")
+    _refuse(args, ("restore_detached", "pidfile", "restore_sibling", "inherit_fd", "leave_running", "veth_pair"))
+    plan = dump_plan(args, *caller(args))
+    from .engine.dump import check_only
+    blockers = check_only(plan)
+    os.makedirs(plan.images_dir, mode=0o700, exist_ok=True)
+    _setup_log(plan.log_file, plan.verbosity)
+    _log_notes(args)
+    if blockers:
+        _raise_blocked(blockers)
+    import logging
+    logging.getLogger("lxc_cr").info("pre-dump: memory changes are not tracked, nothing is copied ahead; "
+                                     "the dump will copy all memory")
+    return 0
+
+
+def _raise_blocked(blockers: list[str]):
+    from .engine.errors import UnsupportedError
+    import logging
+    for line in blockers:
+        logging.getLogger("lxc_cr").error("%s", line)
+    raise UnsupportedError(blockers[0] + (f" (and {len(blockers) - 1} more in the log)" if len(blockers) > 1 else ""))
+
+
+def _log_notes(args) -> None:
+    import logging
+    for line in criu_opts.notes(args):
+        logging.getLogger("lxc_cr").info("%s", line)
 
 
 def _check_only(plan) -> int:
@@ -267,18 +322,21 @@ def _supervised(work) -> int:
 
 
 def cmd_plan(args) -> int:
-    from .plan import dump_plan
+    """lxc-cr plan -t PID | --lxc NAME: what a dump would do, blockers first; freezes nothing."""
     from .engine.dump import check_only
-    import yaml
+    from .plan import dump_plan, to_yaml
     _no_operands(args, "plan")
-    _refuse(args, ("restore_detached", "pidfile", "restore_sibling", "check_only", "external", "veth_pair"))
-    plan = dump_plan(args)
-    document = {
-        "dump": {"pid": plan.pid, "images_dir": plan.images_dir},
-        "blocking": check_only(plan),
-        "settings": {key: {"value": s.value, "from": s.origin} for key, s in plan.origins.items()},
-    }
-    _out(yaml.safe_dump(document, sort_keys=False, default_flow_style=False))
+    _refuse(args, ("restore_detached", "pidfile", "restore_sibling", "check_only", "veth_pair"))
+    document = {}
+    if args.lxc:
+        from .lxc_plan import report
+        document, plan = report(args)
+    else:
+        plan = dump_plan(args)
+    document = {"blocking": check_only(plan), **document,
+                "dump": {key: value for key, value in vars(plan).items() if key != "origins"},
+                "settings": {key: {"value": s.value, "from": s.origin} for key, s in plan.origins.items()}}
+    _out(to_yaml(document))
     return 0
 
 
@@ -287,11 +345,12 @@ def cmd_restore(args) -> int:
     from .plan import restore_plan
     _no_operands(args, "restore")
     _refuse(args, ("tree", "leave_running", "skip_in_flight", "check_only", "freeze_cgroup", "ghost_limit"))
-    plan = restore_plan(args)
+    plan = restore_plan(args, *caller(args))
     if not os.path.isdir(plan.images_dir):
         from .engine.errors import PlanError
         raise PlanError(f"image directory {plan.images_dir} does not exist")
     _setup_log(plan.log_file, plan.verbosity)
+    _log_notes(args)
     result = restore(plan)
     return 0 if plan.detach or plan.restore_sibling else result
 
@@ -299,6 +358,7 @@ def cmd_restore(args) -> int:
 def _refuse(args, other_commands_options) -> None:
     """Options of the other command are mistakes here, not something to ignore."""
     from .engine.errors import PlanError
+    criu_opts.refuse(args, args.command)
     for name in other_commands_options:
         if getattr(args, name):
             raise PlanError(f"option --{name.replace('_', '-')} does not apply to {args.command}")
@@ -307,11 +367,32 @@ def _refuse(args, other_commands_options) -> None:
 def cmd_check(args) -> int:
     from .engine.check import report
     _no_operands(args, "check")
+    if args.feature:
+        return _check_feature(args.feature)
+    from . import lxc_check
+    from itertools import chain
     ok = True
-    for name, present, detail in report():
+    for name, present, detail in chain(report(), lxc_check.report()):
         _out(f"{'yes' if present else 'NO ':3}  {name}{': ' + detail if detail else ''}\n")
         ok &= present
     return 0 if ok else 1
+
+
+# CRIU's `check --feature NAME` (LXC's feature check): what we do not have answers no
+FEATURES = {
+    "mem_dirty_track": (False, "memory changes are not tracked (no incremental dumps)"),
+    "uffd-noncoop": (False, "lazy restore of memory (userfaultfd) is not implemented"),
+    "uffd": (False, "lazy restore of memory (userfaultfd) is not implemented"),
+}
+
+
+def _check_feature(name: str) -> int:
+    from .engine.errors import PlanError
+    if name not in FEATURES:
+        raise PlanError(f"unknown feature {name!r} (known: {', '.join(FEATURES)})")
+    present, why = FEATURES[name]
+    _out(f"{name} is {'supported' if present else 'not supported'}{'' if present else ': ' + why}\n")
+    return 0 if present else 1
 
 
 def cmd_show(args) -> int:
@@ -325,7 +406,8 @@ def cmd_show(args) -> int:
     return 0
 
 
-COMMANDS = {"dump": cmd_dump, "restore": cmd_restore, "plan": cmd_plan, "check": cmd_check, "show": cmd_show}
+COMMANDS = {"dump": cmd_dump, "pre-dump": cmd_pre_dump, "restore": cmd_restore, "plan": cmd_plan,
+            "check": cmd_check, "show": cmd_show}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import policy
+from . import criu_opts, policy
 from .engine.errors import PlanError
 
 
@@ -35,6 +35,7 @@ class DumpPlan:
     retention: tuple | None = None  # (glob of this container's image dirs, how many to keep)
     actions: dict = field(default_factory=dict)   # pre_dump / post_dump -> shell command
     origins: dict = field(default_factory=dict)   # setting -> policy.Setting, for `lxc-cr plan`
+    external_files: tuple = ()      # keys of files outside the tree, not dumped (--external tty[R:D])
     log_file: str | None = None
     verbosity: int = 2
     notify: Callable | None = None   # notify(script, pid) at CRIU's action-script points (engine/notify.py)
@@ -103,8 +104,10 @@ def dump_plan(args, entrypoint: str = "cli", name: str | None = None, labels: di
                     skip_in_flight=value["skip_in_flight"] or value["on_unsupported"] == "skip",
                     check_only=args.check_only, freeze_cgroup=args.freeze_cgroup,
                     ghost_limit=value["ghost_limit"], compress=value["compress"], retention=retention,
-                    actions=_actions(value, ("pre_dump", "post_dump")), origins=s,
-                    log_file=_log_path(args, images_dir, "dump.log"), verbosity=args.verbosity)
+                    actions=_actions(value, ("pre_dump", "post_dump"))
+                    | criu_opts.script_actions(args, ("pre_dump", "post_dump")), origins=s,
+                    external_files=criu_opts.external_files(args),
+                    log_file=_log_path(args, images_dir, _default_log(args)), verbosity=args.verbosity)
 
 
 def restore_plan(args, entrypoint: str = "cli", name: str | None = None, labels: dict | None = None) -> RestorePlan:
@@ -115,7 +118,9 @@ def restore_plan(args, entrypoint: str = "cli", name: str | None = None, labels:
                        pidfile=_pidfile(args), shell_job=args.shell_job,
                        restore_sibling=args.restore_sibling, file_locks=value["file_locks"],
                        ext_unix_sk=value["ext_unix_sk"], tcp_established=value["tcp_established"],
-                       net_devices=_net_devices(args), actions=_actions(value, ("post_restore",)), origins=s,
+                       net_devices=_net_devices(args),
+                       actions=_actions(value, ("post_restore",)) | criu_opts.script_actions(args, ("post_restore",)),
+                       origins=s, inherit_fds=criu_opts.inherit_fds(args),
                        log_file=_log_path(args, images_dir, "restore.log"), verbosity=args.verbosity)
 
 
@@ -143,6 +148,30 @@ def _net_devices(args) -> tuple:
         if names.count(name) > 1:
             raise PlanError(f"network device {name} is named by more than one --external/--veth-pair")
     return tuple(out)
+
+
+def to_yaml(value) -> str:
+    """A plan (or a report holding plans) as `lxc-cr plan` prints it and the dump log records it."""
+    import dataclasses
+    import yaml
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    return yaml.safe_dump(_plain(value), sort_keys=False, default_flow_style=False)
+
+
+def _plain(value):
+    import dataclasses
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _default_log(args) -> str:
+    return "pre-dump.log" if args.command == "pre-dump" else "dump.log"
 
 
 def _actions(value: dict, names: tuple) -> dict:

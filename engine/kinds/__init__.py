@@ -6,10 +6,11 @@ The first kind whose matches() accepts a file owns it, so specific kinds come
 before general ones (a pty before character devices, memfd and message queues
 before regular files: a queue's inode looks like a regular file "/NAME").
 """
-from . import (chardev, epoll, eventfd, fanotify, inetsk, inotify, memfd, mqueue, pidfd, pipe, regfile,
-               signalfd, timerfd, tty, unixsk)
+from . import (chardev, epoll, eventfd, fanotify, external, inetsk, inotify, memfd, mqueue, pidfd, pipe,
+               regfile, signalfd, timerfd, tty, unixsk)
 
 KINDS = [
+    external,           # claims no file by type: only files the plan names (--external)
     memfd, mqueue, regfile,
     pipe,
     unixsk, inetsk,

@@ -47,6 +47,7 @@ import termios
 from .. import kernel as k
 from .. import proc
 from ..errors import DumpError, ImageError, RestoreError, UnsupportedError
+from . import external
 from .tty_pb2 import PtyPair, Tty as MESSAGE
 
 log = logging.getLogger("lxc_cr.tty")
@@ -142,6 +143,8 @@ def check_ctty(ctx, pid: int) -> None:
     st = proc.stat(pid)
     if not st.tty_nr or st.state == "Z":
         return
+    if external.is_ctty(ctx, pid, st.tty_nr, st.sid):
+        return                          # the runtime's terminal (LXC's console): it gives it back
     major, minor = os.major(st.tty_nr), os.minor(st.tty_nr)
     if major != PTS_MAJOR or minor not in _tree_ptys(ctx)["masters"]:
         name = f"/dev/pts/{minor}" if major == PTS_MAJOR else f"terminal {major}:{minor}"
@@ -621,6 +624,7 @@ def _sessions(ctx):
 def take_ctty(ctx, pid: int) -> None:
     """In a session leader right after setsid(), before it forks: its controlling terminal
     (the tasks it forks inherit it)."""
+    external.take_ctty(ctx, pid)
     for file_id, pair in _sessions(ctx):
         if pair.session == pid:
             try:

@@ -1,0 +1,131 @@
+"""CRIU's options as runtimes pass them (LXC's exact argv: docs/ARCHITECTURE.md, lxc-cr --help).
+
+cli.py defines lxc-cr's own options; this module adds the rest of what LXC's
+`criu dump|pre-dump|restore` command lines hold, each with what we do with it:
+
+- honoured: --external KEY (files outside the tree: DumpPlan.external_files),
+  --inherit-fd fd[N]:KEY (RestorePlan.inherit_fds), --action-script (the plan's
+  pre_dump, post_dump and post_restore actions, with CRIU's CRTOOLS_SCRIPT_ACTION),
+  --lsm-profile apparmor:unconfined (nothing to apply);
+- accepted with a logged reason, where the option cannot change anything here
+  (ACCEPTED below);
+- refused with one line, where ignoring it would lose data or mislead
+  (--page-server, an LSM profile other than unconfined).
+
+Options that belong to other parts of the engine (--root, --ext-mount-map,
+--cgroup-root, --manage-cgroups) are added here only while cli.py lacks them
+(STAND_INS): accepted and logged as not applied on dump, refused on restore.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+
+# option -> why it changes nothing here (logged when given)
+ACCEPTED = {
+    "link_remap": "files unlinked while open are always saved with their content; no link is needed",
+    "force_irmap": "inotify and fanotify watches are found by file handle at dump; no inode map is needed",
+    "enable_external_sharing": "external mounts are not dumped; their sharing is the runtime's",
+    "enable_external_masters": "external mounts are not dumped; their masters are the runtime's",
+    "enable_fs": "filesystems are never mounted automatically; a mount in the tree is dumped or refused "
+                 "like any other",
+    "track_mem": "memory changes are not tracked; the dump copies all memory",
+    "prev_images_dir": "no memory was copied ahead; this dump is complete by itself",
+}
+
+# options other parts of the engine will own: added only while cli.py lacks them
+STAND_INS = {
+    "root": "--root needs the mount namespace to be rebuilt, which this engine does not do yet",
+    "ext_mount_map": "mount namespaces are not dumped by this engine yet",
+    "cgroup_root": "cgroups are restored at their dumped paths; re-rooting is not done yet",
+    "manage_cgroups": "cgroup properties are not carried yet; membership is",
+}
+
+INHERIT_FD = re.compile(r"fd\[([0-9]+)\]:(.+)")
+FILE_KEYS = ("tty[", "pipe:[", "socket:[", "/")       # --external keys that name files
+
+
+def add_options(p) -> None:
+    """Add CRIU's runtime options to lxc-cr's argparse parser."""
+    p.add_argument("--inherit-fd", action="append", default=[])
+    p.add_argument("--action-script")
+    p.add_argument("--lsm-profile")
+    p.add_argument("--page-server", action="store_true")
+    p.add_argument("--address")
+    p.add_argument("--port")
+    p.add_argument("--feature")
+    for name in ("link_remap", "force_irmap", "enable_external_sharing", "enable_external_masters",
+                 "track_mem"):
+        p.add_argument("--" + name.replace("_", "-"), action="store_true")
+    p.add_argument("--enable-fs", action="append", default=[])
+    p.add_argument("--prev-images-dir")
+    stand_in = {"root": {}, "ext_mount_map": {"action": "append", "default": []},
+                "cgroup_root": {"action": "append", "default": []},
+                "manage_cgroups": {"nargs": "?", "const": "soft"}}
+    for name, kwargs in stand_in.items():
+        flag = "--" + name.replace("_", "-")
+        if flag not in p._option_string_actions:
+            p.add_argument(flag, dest=f"stand_in_{name}", **kwargs)
+
+
+def notes(args) -> list[str]:
+    """One log line per option that was given but changes nothing here."""
+    out = [f"--{name.replace('_', '-')}: accepted, no effect: {why}"
+           for name, why in ACCEPTED.items() if getattr(args, name, None)]
+    out += [f"--{name.replace('_', '-')}: accepted, not applied: {why}"
+            for name, why in STAND_INS.items() if getattr(args, f"stand_in_{name}", None)]
+    if args.lsm_profile:
+        out.append(f"--lsm-profile {args.lsm_profile}: nothing to apply (unconfined)")
+    return out
+
+
+def refuse(args, command: str) -> None:
+    """Options that cannot be honoured and must not be ignored."""
+    from .engine.errors import PlanError
+    if args.page_server or args.address or args.port:
+        raise PlanError("--page-server is not supported: images are written to the image directory only")
+    if args.lsm_profile and args.lsm_profile not in ("apparmor:unconfined", "none"):
+        raise PlanError(f"--lsm-profile {args.lsm_profile}: LSM profiles are not applied; only "
+                        f"apparmor:unconfined is accepted")
+    if command == "restore" and getattr(args, "stand_in_root", None):
+        raise PlanError(STAND_INS["root"])
+    if args.feature and command != "check":
+        raise PlanError(f"--feature belongs to check, not {command}")
+
+
+def external_files(args) -> tuple[str, ...]:
+    """Dump: the --external keys, which must name files (network devices are named at restore)."""
+    from .engine.errors import PlanError
+    for key in args.external:
+        if not key.startswith(FILE_KEYS):
+            raise PlanError(f"--external {key}: on dump, only files can be external (tty[RDEV:DEV], "
+                            f"pipe:[INO], socket:[INO] or a path)")
+    return tuple(args.external)
+
+
+def inherit_fds(args) -> dict[str, int]:
+    """--inherit-fd fd[N]:KEY -> {KEY: N}; N must be open in this process."""
+    from .engine.errors import PlanError
+    out = {}
+    for spec in args.inherit_fd:
+        m = INHERIT_FD.fullmatch(spec)
+        if not m:
+            raise PlanError(f"--inherit-fd {spec}: expected fd[N]:KEY")
+        fd, key = int(m.group(1)), m.group(2)
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise PlanError(f"--inherit-fd {spec}: fd {fd} is not open") from None
+        out[key] = fd
+    return out
+
+
+def script_actions(args, points: tuple) -> dict:
+    """--action-script as plan actions (engine/actions.py) at these points, with the environment
+    CRIU gives the script (CRTOOLS_SCRIPT_ACTION=pre-dump...).  CRIU's other stages (network
+    lock, namespaces set up, resume) have no point here: the script is not run there."""
+    if not args.action_script:
+        return {}
+    script = shlex.quote(os.path.abspath(args.action_script))
+    return {point: f"CRTOOLS_SCRIPT_ACTION={point.replace('_', '-')} exec {script}" for point in points}
