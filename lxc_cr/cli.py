@@ -260,7 +260,7 @@ def cmd_pre_dump(args) -> int:
     return 0
 
 
-def _raise_blocked(blockers: list[str]):
+def _raise_blocked(blockers: list[str]) -> None:
     from .engine.errors import UnsupportedError
     import logging
     for line in blockers:

@@ -1,4 +1,4 @@
-"""CRIU's options as runtimes pass them (LXC's exact argv: docs/ARCHITECTURE.md, lxc-cr --help).
+"""CRIU's options as runtimes pass them (LXC's exact argv; what each does: docs/SUPPORTED.md).
 
 cli.py defines lxc-cr's own options; this module adds the rest of what LXC's
 `criu dump|pre-dump|restore` command lines hold, each with what we do with it:

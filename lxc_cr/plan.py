@@ -152,14 +152,12 @@ def _net_devices(args) -> tuple:
 
 def to_yaml(value) -> str:
     """A plan (or a report holding plans) as `lxc-cr plan` prints it and the dump log records it."""
-    import dataclasses
     import yaml
-    if dataclasses.is_dataclass(value):
-        value = dataclasses.asdict(value)
     return yaml.safe_dump(_plain(value), sort_keys=False, default_flow_style=False)
 
 
 def _plain(value):
+    """Dataclasses, tuples and dicts as the plain lists and dicts YAML writes."""
     import dataclasses
     if dataclasses.is_dataclass(value):
         value = dataclasses.asdict(value)
