@@ -79,7 +79,8 @@ PROBES = [
 ]
 
 
-def report():
-    for name, fn in PROBES:
+def report(probes=None):
+    """(name, present, detail) for each probe: these, or the engine's own."""
+    for name, fn in probes or PROBES:
         ok, detail = _probe(fn)
         yield name, ok, detail

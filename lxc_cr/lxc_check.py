@@ -92,7 +92,5 @@ PROBES = [
 
 
 def report():
-    from .engine.check import _probe
-    for name, fn in PROBES:
-        ok, detail = _probe(fn)
-        yield name, ok, detail
+    from .engine.check import report as probe_all
+    return probe_all(PROBES)

@@ -19,9 +19,6 @@ import shlex
 
 from .engine.errors import PlanError
 
-MONITOR_CONTROLLERS = ("name=systemd", "pids", "blkio", "freezer", "devices", "memory", "cpuset", "cpuacct",
-                       "cpu", "hugetlb")
-
 
 def container(name: str):
     try:
