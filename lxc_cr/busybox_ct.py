@@ -105,7 +105,7 @@ def run(cmd, check=True, **kw) -> subprocess.CompletedProcess:
 # --- the host ---------------------------------------------------------------------------------
 
 def lxc_missing() -> str | None:
-    """What this host lacks for container tests (the packages come from `make setup`)."""
+    """What this host lacks to run LXC containers here (the packages come from `make setup`)."""
     for tool in ("lxc-create", "lxc-checkpoint", "lxc-attach"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (make setup installs lxc)"
