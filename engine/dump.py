@@ -293,6 +293,9 @@ def check_only(plan) -> list[str]:
     if not plan.shell_job and (root.sid not in pids or root.pgid not in pids):
         blockers.append(f"process {plan.pid}: its session or process group leader is outside the tree "
                         f"(use --shell-job for a job started from a shell)")
+    blockers.extend(netns.check(plan.pid))     # before entering: it compares the namespace with ours
+    if namespaces.own(plan.pid, "net"):
+        netns.enter(plan.pid)       # sockets are classified from inside, as a dump does
     try:
         for pid in pids:
             try:
@@ -321,8 +324,6 @@ def _task_blockers(ctx, plan, pid: int) -> list[str]:
             blockers.extend(locks.check(plan, pid, fd))
         except FileNotFoundError:
             continue        # closed meanwhile
-    if pid == plan.pid:
-        blockers.extend(netns.check(pid))
     try:
         tty.check_ctty(ctx, pid)
     except UnsupportedError as e:

@@ -108,3 +108,17 @@ def test_a_network_device_we_cannot_rebuild_is_refused(tmp_path):
         pytest.skip("needs lxc-cr")
     with unshared(tmp_path, "44_pid_namespace", ("--net",), SETUP_VETH) as (unshare, root, log):
         assert_refused_and_still_running(tmp_path, unshare, root, log, root, "device lxccr")
+
+
+def test_check_only_looks_at_sockets_from_inside_their_namespace(tmp_path):
+    """`dump --check-only` classifies a namespaced tree's sockets as the dump does (from
+    inside its network namespace): unix sockets there block nothing."""
+    if NO_CR:
+        pytest.skip("needs lxc-cr")
+    with unshared(tmp_path, "70_unix_stream", ("--net",)) as (unshare, root, log):
+        res = subprocess.run([LXC_CR, "dump", "-t", str(root), "--check-only", "--shell-job"],
+                             capture_output=True, text=True)
+        assert res.returncode == 0 and "nothing blocks" in res.stdout, res.stdout + res.stderr
+        os.kill(root, signal.SIGUSR1)
+        unshare.wait(timeout=30)
+        assert "PASS" in log.read_text()
