@@ -130,6 +130,7 @@ class _Collector:
         namespaces.check(self.plan.pid, [p for p in self.s.order if not processes[p].zombie])
         self.uts = namespaces.dump_uts(self.plan.pid, pb)
         self.ipc_ns = namespaces.dump_ipc(self.plan.pid)
+        self.cgroup_ns = namespaces.dump_cgroup_ns(self.plan.pid)
         self.net = netns.dump(self.plan.pid, pb)      # and the dumper stays in it
         self._check_sessions()
         for pid in self.s.order:
@@ -212,7 +213,7 @@ class _Collector:
                            kernel_release=platform.release(), arch=platform.machine(),
                            page_size=os.sysconf("SC_PAGE_SIZE"), xfeatures=task_mod.xfeatures(),
                            xsave_size=task_mod.xsave_size(), shell_job=self.plan.shell_job,
-                           pid_ns=self.pid_ns, ipc_ns=self.ipc_ns,
+                           pid_ns=self.pid_ns, ipc_ns=self.ipc_ns, cgroup_ns=self.cgroup_ns,
                            dump_time_ns=time.time_ns())
         if self.uts is not None:
             inv.uts.CopyFrom(self.uts)

@@ -4,10 +4,11 @@ A tree may have UTS, IPC and network namespaces of its own: restore creates
 the UTS and IPC ones with the root (CLONE_NEWUTS, CLONE_NEWIPC) and sets the
 host and domain names before anything else runs; the network one is entered
 by the dumper and created by the restorer before any file is opened, so that
-sockets are dumped and recreated inside it (engine/netns.py).  Every task must
-share the root's namespaces.  Namespaces of other types (mount, user, cgroup,
-time) of its own, and SysV IPC objects, are refused until a later version
-rebuilds them.
+sockets are dumped and recreated inside it (engine/netns.py).  A cgroup
+namespace is rooted where the root task's cgroups are (as LXC makes them): the
+restored root joins its cgroups, then unshares one.  Every task must share the
+root's namespaces.  Namespaces of other types (mount, user, time) of its own,
+and SysV IPC objects, are refused until a later version rebuilds them.
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from . import kernel as k
 from .errors import UnsupportedError
 
 # what we rebuild, and what we refuse when the tree has its own
-REBUILT = ("pid", "uts", "ipc", "net")
-REFUSED = ("mnt", "user", "cgroup", "time")
+REBUILT = ("pid", "uts", "ipc", "net", "cgroup")
+REFUSED = ("mnt", "user", "time")
 
 
 def _ns(pid: int | str, kind: str) -> int:
@@ -59,6 +60,27 @@ def dump_ipc(root: int) -> bool:
         raise UnsupportedError(f"process {root}'s IPC namespace holds SysV objects ({', '.join(objects)}); "
                                f"SysV IPC is not supported yet")
     return True
+
+
+def dump_cgroup_ns(root: int) -> bool:
+    """Does the root have a cgroup namespace of its own?  Only one rooted at the root's own
+    cgroups can be made again (by unsharing once there); refuse any other."""
+    if not own(root, "cgroup"):
+        return False
+    # /proc/PID/cgroup shows paths relative to the reader's cgroup namespace root
+    seen = inside(root, "cgroup", k.CLONE_NEWCGROUP, lambda: open(f"/proc/{root}/cgroup").read())
+    for line in seen.splitlines():
+        path = line.split(":", 2)[2]
+        if path != "/":
+            raise UnsupportedError(f"process {root}'s cgroup namespace is not rooted at its cgroup "
+                                   f"({line}); only that case is supported")
+    return True
+
+
+def enter_cgroup_ns(inventory) -> None:
+    """In the root task once it is in its cgroups, before it forks anything."""
+    if inventory.cgroup_ns:
+        k.syscall("unshare", k.CLONE_NEWCGROUP)
 
 
 def restore_flags(inventory) -> int:

@@ -473,6 +473,8 @@ class _Restorer:
         if p.ppid == 0:
             namespaces.restore_in_root(self.img.inventory)
         self.cgroups.join(p.pid)     # before forking: children start where they belong
+        if p.ppid == 0:
+            namespaces.enter_cgroup_ns(self.img.inventory)    # rooted where the root now is
         if p.sid == p.pid:
             os.setsid()
             tty.take_ctty(self.file_ctx, p.pid)     # before forking: the session's tasks inherit it

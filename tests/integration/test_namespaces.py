@@ -65,6 +65,7 @@ def assert_refused_and_still_running(tmp_path, unshare, root, log, target, messa
     ("44_pid_namespace", (), ()),
     ("45_uts_ipc_namespace", ("--uts", "--ipc"), ()),
     ("46_net_namespace", ("--net",), SETUP_LO),
+    ("48_cgroup_namespace", ("--cgroup",), ()),
 ])
 def test_namespaced_tree_round_trip(tmp_path, prog, flags, setup):
     """unshare -pf makes the program PID 1 of a new PID namespace; it comes back as such,
@@ -86,7 +87,7 @@ def test_namespaced_tree_round_trip(tmp_path, prog, flags, setup):
         assert int((tmp_path / "pid").read_text()) == root
         with open(f"/proc/{root}/status") as f:
             assert "NSpid:\t%d\t1\n" % root in f.read()
-        for kind in ("uts", "ipc", "net"):
+        for kind in ("uts", "ipc", "net", "cgroup"):
             assert (ns_link(root, kind) != ns_link("self", kind)) == (f"--{kind}" in flags)
         os.kill(root, signal.SIGUSR1)
         _, status = os.waitpid(root, 0)
@@ -122,3 +123,25 @@ def test_check_only_looks_at_sockets_from_inside_their_namespace(tmp_path):
         os.kill(root, signal.SIGUSR1)
         unshare.wait(timeout=30)
         assert "PASS" in log.read_text()
+
+
+def test_a_cgroup_namespace_rooted_above_the_tree_is_refused(tmp_path):
+    """A cgroup namespace whose root is not the root task's cgroup (here: the task moved to a
+    child cgroup after unsharing) cannot be made again by unsharing: refused, tree untouched."""
+    if NO_CR:
+        pytest.skip("needs lxc-cr")
+    here = next(line.split(":", 2)[2] for line in open("/proc/self/cgroup").read().splitlines()
+                if line.startswith("0::"))
+    sub = f"/sys/fs/cgroup/unified{here.rstrip('/')}/lxccr-cgns-{os.getpid()}"
+    move = ["sh", "-c", f'mkdir {sub} && echo $$ > {sub}/cgroup.procs && exec "$0"']
+    try:
+        with unshared(tmp_path, "44_pid_namespace", ("--cgroup",), move) as (unshare, root, log):
+            assert_refused_and_still_running(tmp_path, unshare, root, log, root, "not rooted at its cgroup")
+    finally:
+        end = time.monotonic() + 10
+        while os.path.isdir(sub):
+            try:
+                os.rmdir(sub)
+            except OSError:
+                assert time.monotonic() < end, f"{sub} still busy"
+                time.sleep(0.05)
