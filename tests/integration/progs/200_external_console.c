@@ -41,8 +41,8 @@ int main(void)
 	}
 	cr_ready();
 	cr_wait();
+	check_console(child);           /* first: the child exits once it has checked */
 	kill(child, SIGUSR1);
-	check_console(child);
 	int status;
 	CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	      "the child failed (status %#x)", status);
