@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from . import files as files_mod
-from . import actions, cgroups, locks, namespaces, netns, pidns, proc, task as task_mod
+from . import cgroups, locks, namespaces, netns, pidns, proc, task as task_mod
 from .errors import CRError, DumpError, UnsupportedError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir, prune
 from .memory import MemoryDumper
@@ -44,8 +44,7 @@ def _pb():
 def dump(plan) -> DumpStats:
     """Checkpoint the tree rooted at plan.pid into plan.images_dir."""
     stats = DumpStats()
-    actions.run(plan, "pre_dump", plan.pid)
-    notify(plan, "pre-dump")
+    notify(plan, "pre-dump", plan.pid)
     images = ImageDir.for_dump(plan.images_dir)
     _pb()                   # load protobuf now: the tree should not wait for an import
     netns.preload(plan.pid)
@@ -65,7 +64,7 @@ def dump(plan) -> DumpStats:
             collector.file_ctx.close()
         if collector.net is not None:       # the tree's own network: the caller may lock it
             net_locked = True
-            notify(plan, "network-lock")
+            notify(plan, "network-lock", plan.pid)
         fault_point("collect")
         seizure.drop_scratch()
         collector.write()
@@ -73,12 +72,11 @@ def dump(plan) -> DumpStats:
         stats.pages_written = collector.memory.pages_written
         fault_point("write")
         images.write(INVENTORY, collector.inventory())
-        actions.run(plan, "post_dump", plan.pid)
-        notify(plan, "post-dump")           # the last veto: the tree is still whole
+        notify(plan, "post-dump", plan.pid)           # the last veto: the tree is still whole
     except BaseException as e:
         images.remove_created()
         if net_locked:
-            notify_no_veto(plan, "network-unlock")
+            notify_no_veto(plan, "network-unlock", plan.pid)
         if collector is not None:
             collector.file_ctx.release()
         seizure.release()
@@ -94,7 +92,7 @@ def dump(plan) -> DumpStats:
         raise
     if plan.leave_running:
         if net_locked:
-            notify_no_veto(plan, "network-unlock")
+            notify_no_veto(plan, "network-unlock", plan.pid)
         collector.file_ctx.release()
         seizure.release()
     else:

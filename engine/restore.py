@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 from . import files as files_mod
 from . import kernel as k
-from . import actions, cgroups, memory, namespaces, netns, pidns, proc
+from . import cgroups, memory, namespaces, netns, pidns, proc
 from . import task as task_mod
-from .errors import ActionError, CRError, ImageError, PlanError, RestoreError, fault_point
+from .errors import CRError, ImageError, PlanError, RestoreError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir
 from .kinds import tty
 from .notify import notify, notify_no_veto
@@ -189,13 +189,9 @@ def restore(plan) -> int:
         if r.net is not None:
             r.net.close()
         images.close()
-    notify_no_veto(plan, "post-resume")
     if plan.pidfile:
         _write_pidfile(plan.pidfile, root)
-    try:
-        actions.run(plan, "post_restore", root)
-    except ActionError as e:
-        log.warning("the tree runs, but %s", e)
+    notify_no_veto(plan, "post-resume", root)
     if plan.detach or plan.restore_sibling:
         return root          # a sibling is our parent's child: only it can wait for it
     _, status = os.waitpid(root, 0)
@@ -280,7 +276,7 @@ class _Restorer:
             k.ptrace(k.PTRACE_SEIZE, pid, 0, TRACE_OPTS, "PTRACE_SEIZE")
             if flags & ~k.CLONE_PARENT or self.img.inventory.HasField("net"):     # namespaces of its own
                 notify(self.plan, "setup-namespaces", pid)
-                notify(self.plan, "post-setup-namespaces")
+                notify(self.plan, "post-setup-namespaces", pid)
             self._cb_u32_set(CB_GO, 1)
             k.lib.lxc_futex_wake(self._cb_ptr(CB_GO), 1 << 30)
             trapped = self._trace_until_trapped()
@@ -418,8 +414,8 @@ class _Restorer:
         root = self.procs[0].pid
         notify(self.plan, "post-restore", root)     # the last veto: nothing runs yet
         if self.img.inventory.HasField("net"):
-            notify_no_veto(self.plan, "network-unlock")
-        notify(self.plan, "pre-resume")
+            notify_no_veto(self.plan, "network-unlock", root)
+        notify(self.plan, "pre-resume", root)
         for tid in trapped:
             k.ptrace(k.PTRACE_DETACH, tid, 0, 0, "PTRACE_DETACH")
         log.info("restored %d processes, %d threads", len(self.live), len(trapped))

@@ -236,7 +236,8 @@ def cmd_dump(args) -> int:
     _log_notes(args)
     import logging
     from .plan import to_yaml
-    logging.getLogger("lxc_cr").debug("plan:\n%s", to_yaml(plan))
+    if logging.getLogger("lxc_cr").isEnabledFor(logging.DEBUG):    # yaml costs ~10 ms to load
+        logging.getLogger("lxc_cr").debug("plan:\n%s", to_yaml(plan))
     return _supervised(lambda: dump(plan))
 
 

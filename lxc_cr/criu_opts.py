@@ -5,7 +5,7 @@ cli.py defines lxc-cr's own options; this module adds the rest of what LXC's
 
 - honoured: --external KEY (files outside the tree: DumpPlan.external_files),
   --inherit-fd fd[N]:KEY (RestorePlan.inherit_fds), --action-script (the plan's
-  pre_dump, post_dump and post_restore actions, with CRIU's CRTOOLS_SCRIPT_ACTION),
+  commands run at every notification point, lxc_cr/actions.py),
   --lsm-profile apparmor:unconfined (nothing to apply);
 - accepted with a logged reason, where the option cannot change anything here
   (ACCEPTED below);
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 
 # option -> why it changes nothing here (logged when given)
 ACCEPTED = {
@@ -119,13 +118,3 @@ def inherit_fds(args) -> dict[str, int]:
             raise PlanError(f"--inherit-fd {spec}: fd {fd} is not open") from None
         out[key] = fd
     return out
-
-
-def script_actions(args, points: tuple) -> dict:
-    """--action-script as plan actions (engine/actions.py) at these points, with the environment
-    CRIU gives the script (CRTOOLS_SCRIPT_ACTION=pre-dump...).  CRIU's other stages (network
-    lock, namespaces set up, resume) have no point here: the script is not run there."""
-    if not args.action_script:
-        return {}
-    script = shlex.quote(os.path.abspath(args.action_script))
-    return {point: f"CRTOOLS_SCRIPT_ACTION={point.replace('_', '-')} exec {script}" for point in points}

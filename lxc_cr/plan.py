@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import criu_opts, policy
+from . import actions, criu_opts, policy
 from .engine.errors import PlanError
 
 
@@ -33,7 +33,7 @@ class DumpPlan:
     ghost_limit: int = 64 << 20     # largest unlinked open file whose content is saved
     compress: str = "none"          # "zstd": page files are compressed once the tree is released
     retention: tuple | None = None  # (glob of this container's image dirs, how many to keep)
-    actions: dict = field(default_factory=dict)   # pre_dump / post_dump -> shell command
+    actions: tuple = ()             # actions.Command: policy actions, --action-script
     origins: dict = field(default_factory=dict)   # setting -> policy.Setting, for `lxc-cr plan`
     external_files: tuple = ()      # keys of files outside the tree, not dumped (--external tty[R:D])
     log_file: str | None = None
@@ -62,7 +62,7 @@ class RestorePlan:
     file_locks: bool = False
     ext_unix_sk: bool = False
     tcp_established: bool = False
-    actions: dict = field(default_factory=dict)   # post_restore -> shell command
+    actions: tuple = ()
     inherit_fds: dict = field(default_factory=dict)  # file key -> our fd that replaces it (engine/inherit.py)
     origins: dict = field(default_factory=dict)
     net_devices: tuple = ()         # NetDevice entries, from --external and --veth-pair
@@ -104,8 +104,8 @@ def dump_plan(args, entrypoint: str = "cli", name: str | None = None, labels: di
                     skip_in_flight=value["skip_in_flight"] or value["on_unsupported"] == "skip",
                     check_only=args.check_only, freeze_cgroup=args.freeze_cgroup,
                     ghost_limit=value["ghost_limit"], compress=value["compress"], retention=retention,
-                    actions=_actions(value, ("pre_dump", "post_dump"))
-                    | criu_opts.script_actions(args, ("pre_dump", "post_dump")), origins=s,
+                    actions=(commands := _commands(args, value, ("pre_dump", "post_dump"))),
+                    notify=actions.notifier(list(commands), args.tree, images_dir), origins=s,
                     external_files=criu_opts.external_files(args),
                     log_file=_log_path(args, images_dir, _default_log(args)), verbosity=args.verbosity)
 
@@ -119,8 +119,8 @@ def restore_plan(args, entrypoint: str = "cli", name: str | None = None, labels:
                        restore_sibling=args.restore_sibling, file_locks=value["file_locks"],
                        ext_unix_sk=value["ext_unix_sk"], tcp_established=value["tcp_established"],
                        net_devices=_net_devices(args),
-                       actions=_actions(value, ("post_restore",)) | criu_opts.script_actions(args, ("post_restore",)),
-                       origins=s, inherit_fds=criu_opts.inherit_fds(args),
+                       actions=(commands := _commands(args, value, ("post_restore",))),
+                       notify=actions.notifier(list(commands), None, images_dir), origins=s, inherit_fds=criu_opts.inherit_fds(args),
                        log_file=_log_path(args, images_dir, "restore.log"), verbosity=args.verbosity)
 
 
@@ -161,8 +161,8 @@ def _plain(value):
     import dataclasses
     if dataclasses.is_dataclass(value):
         value = dataclasses.asdict(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, dict):       # hooks (notify) are code, not settings: left out
+        return {k: _plain(v) for k, v in value.items() if not callable(v)}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
@@ -172,8 +172,8 @@ def _default_log(args) -> str:
     return "pre-dump.log" if args.command == "pre-dump" else "dump.log"
 
 
-def _actions(value: dict, names: tuple) -> dict:
-    return {key: value[key] for key in names if value[key]}
+def _commands(args, value: dict, names: tuple) -> tuple:
+    return tuple(actions.from_settings(value, names) + actions.from_action_script(getattr(args, "action_script", None)))
 
 
 def _images_dir(args, template: str | None, name: str | None, entrypoint: str) -> str:

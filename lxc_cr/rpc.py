@@ -33,6 +33,7 @@ import struct
 import sys
 import time
 
+from . import actions
 from .engine.errors import CRError, NotifyRefused, PlanError, UnsupportedError
 
 log = logging.getLogger("lxc_cr.rpc")
@@ -438,7 +439,7 @@ def _plan(plan, side: int, opts, notify):
     """plan plus notify and every EXTRA_FIELDS option set in opts; an option whose field the
     plan lacks (engine work not done yet) is refused by name."""
     known = {f.name for f in dataclasses.fields(plan)}
-    extra = {"notify": notify}
+    extra = {"notify": actions.chain(notify, plan.notify)}     # the client first, then the plan's commands
     for option, names in EXTRA_FIELDS.items():
         value = _option_value(opts, option) if _is_set(opts, option) else None
         if value is None:
