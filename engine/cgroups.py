@@ -1,28 +1,116 @@
-"""Cgroup membership: every task goes back into the cgroups it was in, in every hierarchy.
+"""Cgroups: every task goes back into its cgroups, in every hierarchy, with the properties
+that matter (engine/cgroup_props.py) of the tree's own cgroups.
 
-Dump records /proc/PID/cgroup of each process.  Restore: the orchestrator
-creates the cgroups that no longer exist (and removes exactly those again if
-the restore fails); each restoring task moves itself into its cgroups before
-it forks anything, so its children start there too.  Paths are relative to the
-root of each hierarchy (the tree must share our cgroup namespace).
-Controller settings are not carried yet (--manage-cgroups, a later issue).
+Dump records /proc/PID/cgroup of each process, and cgroups.img: in each
+hierarchy, the tree's root cgroup (the --cgroup-root given for it, as LXC
+passes the container's payload cgroup, else the root task's cgroup) and every
+cgroup below it, with their properties.  The root of a whole hierarchy ("/")
+is never dumped or set: it is the host's.
+
+Restore re-roots: a path below the dumped root is moved below the
+--cgroup-root given for that hierarchy (`[CTRL[,CTRL...]:]/PATH`; no
+controller means every hierarchy not named otherwise; on cgroup2 a controller
+list that names no v1 hierarchy here is taken for the unified one, as LXC
+passes it on pure cgroup2 hosts).  --manage-cgroups says what restore may do,
+with CRIU's meanings:
+
+  ignore  nothing: tasks stay in the restorer's cgroups, nothing is created or set
+  none    tasks join their cgroups, which must exist; no property is set
+  props   the same, and every dumped property is set
+  soft    missing cgroups are created; properties are set in those created only (default)
+  full    missing cgroups are created; properties are set in all of the tree's cgroups
+  strict  like full, but none of the tree's cgroups may exist beforehand
+
+The orchestrator creates and sets everything (parents first) before the root
+task is forked; each restoring task moves itself into its cgroups before it
+forks anything, so its children start there too.  Cgroups created are removed
+again, children first, if the restore fails.
 """
 from __future__ import annotations
 
 import errno
 import logging
 import os
+import re
 
-from . import proc
-from .errors import ImageError, RestoreError
+from . import cgroup_props, proc
+from .errors import ImageError, RestoreError, UnsupportedError, fault_point
 
 log = logging.getLogger("lxc_cr.cgroups")
+
+MODES = ("ignore", "none", "props", "soft", "full", "strict")
+IMAGE = "cgroups.img"
+MAX_DIRS = 4096                 # cgroups below one tree's root
+ROOT_SPEC = re.compile(r"(?:([^:/]*):)?(/.*)")
+
+
+def message():
+    from .proto.cgroups_pb2 import Cgroups
+    return Cgroups
+
+
+def parse_roots(specs) -> dict:
+    """--cgroup-root [CTRL[,CTRL...]:]/PATH, repeated -> {controllers or None: path}."""
+    out = {}
+    for spec in specs:
+        m = ROOT_SPEC.fullmatch(spec)
+        if not m or not _clean(m.group(2)):
+            raise ValueError(f"--cgroup-root {spec}: expected [CTRL[,CTRL...]:]/PATH (absolute, no '..')")
+        out[m.group(1)] = os.path.normpath(m.group(2))
+    return out
+
+
+def _clean(path: str) -> bool:
+    return path.startswith("/") and ".." not in path.split("/") and "\n" not in path
 
 
 def dump(pid: int, task) -> None:
     for line in proc.read_text(f"/proc/{pid}/cgroup").splitlines():
         _, controllers, path = line.split(":", 2)
         task.cgroups.add(controllers=controllers, path=path)
+
+
+def dump_tree(root_pid: int, roots: dict, mode: str):
+    """cgroups.img: the tree's root cgroup in each hierarchy, the cgroups below it and
+    their properties (not for --manage-cgroups=ignore or none, which never set any)."""
+    msg = message()(mode=mode)
+    mounts = _mounts()
+    for controllers, path in _cgroups_of(root_pid):
+        key = _key(controllers)
+        root = _root_for(roots, key, mounts) or path
+        if not _below(path, root):
+            raise UnsupportedError(f"process {root_pid} is in cgroup {controllers or 'cgroup2'}:{path}, "
+                                   f"which is not below the --cgroup-root {root} given for it")
+        h = msg.hierarchies.add(controllers=controllers, root=root)
+        if mode in ("ignore", "none") or root == "/" or key not in mounts:
+            continue
+        for rel in _walk(os.path.join(mounts[key], root.lstrip("/")), f"{controllers}:{root}"):
+            d = h.dirs.add(path=rel)
+            for name, value in cgroup_props.read(os.path.join(mounts[key], root.lstrip("/"), rel)):
+                d.props.add(name=name, value=value)
+    return msg
+
+
+def _walk(base: str, what: str) -> list[str]:
+    out = []
+    for top, dirs, _ in os.walk(base):
+        dirs.sort()
+        out.append(os.path.relpath(top, base) if top != base else "")
+        if len(out) > MAX_DIRS:
+            raise UnsupportedError(f"cgroup {what} has more than {MAX_DIRS} cgroups below it")
+    return out
+
+
+def validate(img, where: str) -> None:
+    if img.mode not in MODES:
+        raise ImageError(f"{where}: unknown cgroup mode {img.mode!r}")
+    for h in img.hierarchies:
+        if not _clean(h.root):
+            raise ImageError(f"{where}: bad root cgroup {h.root!r}")
+        for d in h.dirs:
+            if d.path.startswith("/") or ".." in d.path.split("/") or "\n" in d.path:
+                raise ImageError(f"{where}: bad cgroup path {d.path!r}")
+            cgroup_props.validate(d.props, f"{where}: cgroup {h.controllers}:{h.root}/{d.path}")
 
 
 def _mounts() -> dict[str, str]:
@@ -45,30 +133,88 @@ def _key(controllers: str) -> str:
     return ",".join(sorted(controllers.split(","))) if controllers else ""
 
 
-class Placement:
-    """Where each restored task goes; created cgroups are remembered for undo()."""
+def _root_for(roots: dict, key: str, mounts: dict) -> str | None:
+    """The --cgroup-root entry that names hierarchy key, else the one without controllers."""
+    names = set(key.split(",")) if key else set()
+    v1 = {c for k in mounts if k for c in k.split(",")}
+    for ctrl, path in roots.items():
+        if ctrl is None:
+            continue
+        wanted = set(ctrl.split(",")) - {""}
+        if names & wanted or (not key and (ctrl == "" or not wanted & v1)):
+            return path
+    return roots.get(None)
 
-    def __init__(self, tasks: dict):
+
+def _below(path: str, root: str) -> bool:
+    return root == "/" or path == root or path.startswith(root + "/")
+
+
+def _reroot(path: str, old: str, new: str) -> str:
+    if old == new or not _below(path, old):
+        return path
+    return os.path.normpath(new + "/" + path[len(old.rstrip("/")):])
+
+
+class Placement:
+    """Where each restored task goes and which cgroups are made and set; undo() removes
+    exactly the cgroups created."""
+
+    def __init__(self, tasks: dict, image=None, roots: dict | None = None, mode: str = "soft"):
+        self.mode = mode
         self.mounts = _mounts()
         self.created: list[str] = []
         self.targets: dict[int, list[str]] = {}
-        mine = {_key(c): p for c, p in _own()}
+        self.props: dict[str, list] = {}     # cgroup directory -> dumped properties
+        if mode == "ignore":
+            log.info("--manage-cgroups=ignore: tasks stay in the restorer's cgroups")
+            return
+        moves = {}                           # hierarchy -> (dumped root, new root)
+        for h in image.hierarchies if image is not None else ():
+            key = _key(h.controllers)
+            moves[key] = (h.root, _root_for(roots or {}, key, self.mounts) or h.root)
+            if key in self.mounts:
+                for d in h.dirs:
+                    path = _reroot(os.path.normpath(f"{h.root}/{d.path}"), *moves[key])
+                    self.props[self._dir(key, path)] = d.props
+        for old, new in moves.values():
+            if old != new:
+                log.info("cgroups below %s are restored below %s", old, new)
+        mine = {_key(c): p for c, p in _cgroups_of("self")}
         for pid, t in tasks.items():
             dirs = []
             for cg in t.cgroups:
-                if ".." in cg.path.split("/") or not cg.path.startswith("/"):
+                if not _clean(cg.path):
                     raise ImageError(f"task-{pid}.img: bad cgroup path {cg.path!r}")
                 key = _key(cg.controllers)
                 if key not in self.mounts:
                     log.warning("process %d: cgroup hierarchy %r is not mounted here; left out", pid, key)
                     continue
-                if mine.get(key) != cg.path:       # inherited otherwise
-                    dirs.append(os.path.join(self.mounts[key], cg.path.lstrip("/")))
+                path = _reroot(cg.path, *moves.get(key, ("/", "/")))
+                if mine.get(key) != path:       # inherited otherwise
+                    dirs.append(self._dir(key, path))
             self.targets[pid] = dirs
 
+    def _dir(self, key: str, path: str) -> str:
+        return os.path.join(self.mounts[key], path.lstrip("/")).rstrip("/")
+
     def create(self) -> None:
-        for d in sorted({d for dirs in self.targets.values() for d in dirs}):
-            self._makedirs(d)
+        """Make (as the mode allows) and set every cgroup, parents first."""
+        needed = {d for dirs in self.targets.values() for d in dirs}
+        if self.mode in ("soft", "full", "strict"):
+            needed |= set(self.props)
+        for d in sorted(needed):
+            if os.path.isdir(d):
+                if self.mode == "strict" and d in self.props:
+                    raise RestoreError(f"cgroup {d} exists already (--manage-cgroups=strict)")
+            elif self.mode in ("none", "props"):
+                raise RestoreError(f"cgroup {d} does not exist (--manage-cgroups={self.mode} "
+                                   f"restores into existing cgroups only)")
+            else:
+                self._makedirs(d)
+            if d in self.props and (self.mode in ("props", "full", "strict") or d in self.created):
+                cgroup_props.apply(d, self.props[d])
+        fault_point("cgroups")
 
     def _makedirs(self, d: str) -> None:
         if os.path.isdir(d):
@@ -98,7 +244,7 @@ class Placement:
         self.created.clear()
 
 
-def _own():
-    for line in proc.read_text("/proc/self/cgroup").splitlines():
+def _cgroups_of(pid):
+    for line in proc.read_text(f"/proc/{pid}/cgroup").splitlines():
         _, controllers, path = line.split(":", 2)
         yield controllers, path

@@ -129,6 +129,7 @@ class _Collector:
         self.uts = namespaces.dump_uts(self.plan.pid, pb)
         self.ipc_ns = namespaces.dump_ipc(self.plan.pid)
         self.cgroup_ns = namespaces.dump_cgroup_ns(self.plan.pid)
+        self.cgroups = cgroups.dump_tree(self.plan.pid, self.plan.cgroup_roots, self.plan.manage_cgroups)
         self.net = netns.dump(self.plan.pid, pb)      # and the dumper stays in it
         self._check_sessions()
         for pid in self.s.order:
@@ -202,6 +203,7 @@ class _Collector:
             self.images.write(f"mm-{pid}.img", self.mms[pid])
         self.images.write("files.img", self.files.message())
         self.images.write("shmem.img", self.memory.dump_shmem())
+        self.images.write(cgroups.IMAGE, self.cgroups)
 
     def inventory(self):
         pb = _pb()

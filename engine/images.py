@@ -220,6 +220,9 @@ def message_for(name: str):
         "files.img": pb.Files,
         "shmem.img": pb.SharedMemory,
     }
+    if name == "cgroups.img":
+        from .proto.cgroups_pb2 import Cgroups
+        return Cgroups
     if name in table:
         return table[name]
     if name.startswith("task-") and name.endswith(".img"):

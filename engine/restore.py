@@ -61,6 +61,7 @@ class Image:
     mms: dict = field(default_factory=dict)
     files: object = None
     shmem: object = None
+    cgroups: object = None
 
 
 def load(images: ImageDir, shell_job: bool) -> Image:
@@ -88,6 +89,8 @@ def load(images: ImageDir, shell_job: bool) -> Image:
         netns.validate(inv.net, where)
     img.files = files_mod.validate_files(images.read("files.img", pb.Files))
     img.shmem = images.read("shmem.img", pb.SharedMemory)
+    img.cgroups = images.read(cgroups.IMAGE, cgroups.message())
+    cgroups.validate(img.cgroups, f"{images.path}/{cgroups.IMAGE}")
     file_ids = set(img.files)
     shmem_ids = {o.id for o in img.shmem.objects}
     for p in img.pstree.processes:
@@ -252,7 +255,8 @@ class _Restorer:
                 log.warning("%s", warning)
         # before any socket is made; undone by restore() if anything fails
         self.net = netns.restore(self.img.inventory, self.plan.net_devices, self.img.files)
-        self.cgroups = cgroups.Placement(self.img.tasks)
+        self.cgroups = cgroups.Placement(self.img.tasks, self.img.cgroups, self.plan.cgroup_roots,
+                                         self.plan.manage_cgroups)
         self.file_ctx = files_mod.RestoreContext(self.images, self.plan, self.img.files, self.base_fd)
         # memory objects first: a memfd's open files are new opens of the object its mappings share
         self.shmem_fds = {i: files_mod.move_above(fd, self.base_fd)

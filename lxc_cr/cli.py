@@ -11,14 +11,16 @@ import sys
 
 from . import CRIU_COMPAT_VERSION, __version__, criu_opts
 from .lxc_plan import caller
+from .policy import CGROUP_MODES
 
 USAGE = """\
 usage: lxc-cr dump -t PID -D DIR [-o LOG] [-v[N]] [--leave-running] [--shell-job] [--file-locks]
                   [--ext-unix-sk] [--tcp-established] [--skip-in-flight] [--check-only]
                   [--freeze-cgroup CGROUP] [--ghost-limit SIZE] [--policy FILE]...
+                  [--cgroup-root [CTRL:]/PATH]... [--manage-cgroups[=MODE]]
        lxc-cr restore -D DIR [-d] [--pidfile FILE] [-o LOG] [-v[N]] [--shell-job] [--restore-sibling]
                   [--file-locks] [--ext-unix-sk] [--tcp-established] [--external DEV...]
-                  [--policy FILE]...
+                  [--cgroup-root [CTRL:]/PATH]... [--manage-cgroups[=MODE]] [--policy FILE]...
        lxc-cr plan -t PID [dump options]
        lxc-cr plan --lxc NAME [-D DIR] [--leave-running]
        lxc-cr pre-dump -t PID -D DIR [dump options]
@@ -61,6 +63,16 @@ restore options:
   --file-locks, --ext-unix-sk, --tcp-established
                            needed again at restore when the dump used them
   --inherit-fd fd[N]:KEY   every file of the dump with that key (see --external) is our fd N
+cgroup options (dump and restore):
+  --cgroup-root [CTRL[,CTRL...]:]/PATH
+                           dump: the tree's root cgroup in those hierarchies (all without CTRL),
+                           whose cgroups below are saved with their properties; restore: put the
+                           tree there instead of below its dumped root (repeatable)
+  --manage-cgroups[=MODE]  what restore does with cgroups (default soft): ignore (nothing),
+                           none (join existing ones), props (join existing ones, set properties),
+                           soft (create missing ones, set properties of those created),
+                           full (create missing ones, set all properties), strict (create all,
+                           none may exist)
 plan:
   prints, as YAML, what a dump with these options would do: first everything that would
   block it, then every setting with where it came from (built-in default, policy file and
@@ -121,6 +133,8 @@ def _parser():
     p.add_argument("--veth-pair", action="append", default=[])
     p.add_argument("-V", "--version", action="store_true")
     p.add_argument("--lxc")
+    p.add_argument("--cgroup-root", action="append", default=[])
+    p.add_argument("--manage-cgroups", nargs="?", const="soft", choices=CGROUP_MODES)
     criu_opts.add_options(p)         # the rest of CRIU's options as runtimes pass them
     return p
 

@@ -12,8 +12,8 @@ cli.py defines lxc-cr's own options; this module adds the rest of what LXC's
 - refused with one line, where ignoring it would lose data or mislead
   (--page-server, an LSM profile other than unconfined).
 
-Options that belong to other parts of the engine (--root, --ext-mount-map,
---cgroup-root, --manage-cgroups) are added here only while cli.py lacks them
+Options that belong to other parts of the engine (--root, --ext-mount-map)
+are added here only while cli.py lacks them
 (STAND_INS): accepted and logged as not applied on dump, refused on restore.
 """
 from __future__ import annotations
@@ -37,8 +37,6 @@ ACCEPTED = {
 STAND_INS = {
     "root": "--root needs the mount namespace to be rebuilt, which this engine does not do yet",
     "ext_mount_map": "mount namespaces are not dumped by this engine yet",
-    "cgroup_root": "cgroups are restored at their dumped paths; re-rooting is not done yet",
-    "manage_cgroups": "cgroup properties are not carried yet; membership is",
 }
 
 INHERIT_FD = re.compile(r"fd\[([0-9]+)\]:(.+)")
@@ -60,8 +58,7 @@ def add_options(p) -> None:
     p.add_argument("--enable-fs", action="append", default=[])
     p.add_argument("--prev-images-dir")
     stand_in = {"root": {}, "ext_mount_map": {"action": "append", "default": []},
-                "cgroup_root": {"action": "append", "default": []},
-                "manage_cgroups": {"nargs": "?", "const": "soft"}}
+}
     for name, kwargs in stand_in.items():
         flag = "--" + name.replace("_", "-")
         if flag not in p._option_string_actions:

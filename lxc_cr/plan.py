@@ -36,6 +36,8 @@ class DumpPlan:
     actions: tuple = ()             # actions.Command: policy actions, --action-script
     origins: dict = field(default_factory=dict)   # setting -> policy.Setting, for `lxc-cr plan`
     external_files: tuple = ()      # keys of files outside the tree, not dumped (--external tty[R:D])
+    cgroup_roots: dict = field(default_factory=dict)  # controllers (None: all) -> the tree's root cgroup
+    manage_cgroups: str = "soft"    # engine/cgroups.py MODES
     log_file: str | None = None
     verbosity: int = 2
     notify: Callable | None = None   # notify(script, pid) at CRIU's action-script points (engine/notify.py)
@@ -66,6 +68,8 @@ class RestorePlan:
     inherit_fds: dict = field(default_factory=dict)  # file key -> our fd that replaces it (engine/inherit.py)
     origins: dict = field(default_factory=dict)
     net_devices: tuple = ()         # NetDevice entries, from --external and --veth-pair
+    cgroup_roots: dict = field(default_factory=dict)  # controllers (None: all, "": cgroup2) -> new root
+    manage_cgroups: str = "soft"    # engine/cgroups.py MODES
     log_file: str | None = None
     verbosity: int = 2
     notify: Callable | None = None
@@ -81,6 +85,8 @@ def settings(args, entrypoint: str = "cli", name: str | None = None, labels: dic
     explicit = {key: True for key in POLICY_FLAGS if getattr(args, key, False)}
     if getattr(args, "ghost_limit", None) is not None:
         explicit["ghost_limit"] = args.ghost_limit
+    if getattr(args, "manage_cgroups", None) is not None:
+        explicit["manage_cgroups"] = args.manage_cgroups
     files = policy.load(args.policy if getattr(args, "policy", None) else policy.default_files())
     return policy.resolve(files, entrypoint, explicit, origin, name, labels)
 
@@ -106,7 +112,8 @@ def dump_plan(args, entrypoint: str = "cli", name: str | None = None, labels: di
                     ghost_limit=value["ghost_limit"], compress=value["compress"], retention=retention,
                     actions=(commands := _commands(args, value, ("pre_dump", "post_dump"))),
                     notify=actions.notifier(list(commands), args.tree, images_dir), origins=s,
-                    external_files=criu_opts.external_files(args),
+                    external_files=criu_opts.external_files(args), cgroup_roots=_cgroup_roots(args),
+                    manage_cgroups=value["manage_cgroups"],
                     log_file=_log_path(args, images_dir, _default_log(args)), verbosity=args.verbosity)
 
 
@@ -118,10 +125,19 @@ def restore_plan(args, entrypoint: str = "cli", name: str | None = None, labels:
                        pidfile=_pidfile(args), shell_job=args.shell_job,
                        restore_sibling=args.restore_sibling, file_locks=value["file_locks"],
                        ext_unix_sk=value["ext_unix_sk"], tcp_established=value["tcp_established"],
-                       net_devices=_net_devices(args),
+                       net_devices=_net_devices(args), cgroup_roots=_cgroup_roots(args),
+                       manage_cgroups=value["manage_cgroups"],
                        actions=(commands := _commands(args, value, ("post_restore",))),
                        notify=actions.notifier(list(commands), None, images_dir), origins=s, inherit_fds=criu_opts.inherit_fds(args),
                        log_file=_log_path(args, images_dir, "restore.log"), verbosity=args.verbosity)
+
+
+def _cgroup_roots(args) -> dict:
+    from .engine.cgroups import parse_roots
+    try:
+        return parse_roots(getattr(args, "cgroup_root", None) or [])
+    except ValueError as e:
+        raise PlanError(str(e)) from None
 
 
 EXTERNAL_NET = re.compile(r"^(veth|macvlan|netdev)\[([^\]/]+)\]:([^@/]+)(?:@([^@/]+))?$")
