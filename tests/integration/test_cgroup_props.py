@@ -1,0 +1,178 @@
+"""Cgroup properties and re-rooting: a tree in cgroups with limits, restored below another
+--cgroup-root with --manage-cgroups=full, finds the same limits there (checked from inside
+by 150_cgroup_props); a restore that fails after making cgroups leaves none behind."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import BIN_DIR, LXC_CR, NO_CR
+
+HIERARCHIES = ("pids", "memory", "cpu")
+LIMITS = {"pids": ("pids.max", "57"), "memory": ("memory.limit_in_bytes", str(64 << 20)),
+          "cpu": ("cpu.shares", "512")}
+SUB_PIDS_MAX = "9"
+
+
+def cgdir(hierarchy, name):
+    return f"/sys/fs/cgroup/{hierarchy}/{name}"
+
+
+def rmdir_tree(path):
+    """Remove a cgroup and the ones below it, waiting for exiting tasks to leave."""
+    if not os.path.isdir(path):
+        return
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            rmdir_tree(entry.path)
+    end = time.monotonic() + 10
+    while os.path.isdir(path):
+        try:
+            os.rmdir(path)
+        except OSError:
+            assert time.monotonic() < end, f"cgroup {path} still busy"
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def names(tmp_path):
+    """(FROM, TO): cgroup names of this test; FROM exists with the limits, TO exists in pids only
+    (as LXC makes its new payload cgroup before a restore)."""
+    tag = f"lxccr-ipc-{os.getpid()}-{tmp_path.name[-10:]}"
+    src, dst = f"{tag}-from", f"{tag}-to"
+    for h in HIERARCHIES:
+        if not os.path.isdir(f"/sys/fs/cgroup/{h}"):
+            pytest.skip(f"no cgroup v1 {h} hierarchy here")
+    try:
+        for h in HIERARCHIES:
+            os.mkdir(cgdir(h, src))
+            name, value = LIMITS[h]
+            with open(os.path.join(cgdir(h, src), name), "w") as f:
+                f.write(value)
+        os.mkdir(cgdir("pids", dst))
+        yield src, dst
+    finally:
+        for h in HIERARCHIES:
+            for n in (src, dst):
+                rmdir_tree(cgdir(h, n))
+
+
+def start(tmp_path, src, dst):
+    log = tmp_path / "prog.log"
+    join = "; ".join(f"echo $$ > {cgdir(h, src)}/cgroup.procs" for h in HIERARCHIES)
+    args = [src, dst if not NO_CR else src, LIMITS["pids"][1], LIMITS["memory"][1], LIMITS["cpu"][1],
+            SUB_PIDS_MAX]
+    with open(log, "w") as out:
+        p = subprocess.Popen(["sh", "-c", f'{join}; exec "$0" "$@"', BIN_DIR / "150_cgroup_props", *args],
+                             stdout=out, stderr=out, stdin=subprocess.DEVNULL, cwd=tmp_path,
+                             start_new_session=True)
+    end = time.monotonic() + 20
+    while "READY" not in log.read_text():
+        assert time.monotonic() < end and p.poll() is None, log.read_text()
+        time.sleep(0.01)
+    return p, log
+
+
+def reap_orphans():
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                time.sleep(0.02)
+        except ChildProcessError:
+            return
+
+
+def dump(tmp_path, p, src):
+    images = tmp_path / "images"
+    res = subprocess.run([LXC_CR, "dump", "-t", str(p.pid), "-D", images, "--manage-cgroups=full"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    p.wait()
+    reap_orphans()
+    for h in HIERARCHIES:               # the limits must come from the images
+        rmdir_tree(cgdir(h, src))
+    return images
+
+
+def restore_argv(images, dst):
+    return [LXC_CR, "restore", "-D", images, "-d", "--manage-cgroups=full",
+            *[arg for h in HIERARCHIES for arg in ("--cgroup-root", f"{h}:/{dst}")]]
+
+
+def test_150_limits_hold_under_another_root(tmp_path, names):
+    src, dst = names
+    p, log = start(tmp_path, src, dst)
+    pid = p.pid
+    try:
+        if not NO_CR:
+            images = dump(tmp_path, p, src)
+            res = subprocess.run(restore_argv(images, dst), capture_output=True, text=True)
+            assert res.returncode == 0, res.stderr + (images / "restore.log").read_text()
+        os.kill(pid, signal.SIGUSR1)
+        if NO_CR:
+            p.wait(timeout=30)
+        else:
+            os.waitpid(pid, 0)
+        assert "PASS" in log.read_text() and "FAIL" not in log.read_text(), log.read_text()
+    finally:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        reap_orphans()
+
+
+def test_failed_restore_leaves_no_cgroup(tmp_path, names):
+    if NO_CR:
+        pytest.skip("needs lxc-cr")
+    src, dst = names
+    p, log = start(tmp_path, src, dst)
+    images = dump(tmp_path, p, src)
+    res = subprocess.run(restore_argv(images, dst), capture_output=True, text=True,
+                         env=dict(os.environ, LXC_CR_FAULT="cgroups"))
+    assert res.returncode == 1 and "cgroups" in res.stderr, res.stderr
+    # the one LXC-style root that existed before stays, without anything below it; nothing else is left
+    assert os.listdir(cgdir("pids", dst)) and not [e for e in os.scandir(cgdir("pids", dst)) if e.is_dir()]
+    assert not any(os.path.exists(cgdir(h, dst)) for h in HIERARCHIES if h != "pids")
+    assert not os.path.exists(f"/proc/{p.pid}")
+
+
+def test_missing_cgroup_refused_in_mode_none(tmp_path, names):
+    if NO_CR:
+        pytest.skip("needs lxc-cr")
+    src, dst = names
+    p, log = start(tmp_path, src, dst)
+    images = dump(tmp_path, p, src)
+    argv = [a if a != "--manage-cgroups=full" else "--manage-cgroups=none" for a in restore_argv(images, dst)]
+    res = subprocess.run(argv, capture_output=True, text=True)
+    assert res.returncode == 1, res.stderr
+    assert "does not exist (--manage-cgroups=none" in res.stderr, res.stderr
+    assert not os.path.exists(cgdir("memory", dst)) and not os.path.exists(f"/proc/{p.pid}")
+
+
+def test_corrupted_cgroup_image_refused(tmp_path, names):
+    if NO_CR:
+        pytest.skip("needs lxc-cr")
+    src, dst = names
+    p, log = start(tmp_path, src, dst)
+    images = dump(tmp_path, p, src)
+    from lxc_cr.engine.images import ImageDir
+    from lxc_cr.engine.proto.cgroups_pb2 import Cgroups
+    d = ImageDir.for_restore(str(images))
+    msg = d.read("cgroups.img", Cgroups)
+    d.close()
+    next(h for h in msg.hierarchies if h.dirs).dirs[0].props.add(name="memory.limit_in_bytes",
+                                                                  value="1\necho bad")
+    os.unlink(images / "cgroups.img")
+    d = ImageDir(str(images), os.open(images, os.O_RDONLY | os.O_DIRECTORY))
+    d.write("cgroups.img", msg)
+    d.close()
+    res = subprocess.run(restore_argv(images, dst), capture_output=True, text=True)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+    assert "cgroups.img" in res.stderr and "memory.limit_in_bytes" in res.stderr, res.stderr
+    assert not os.path.exists(cgdir("memory", dst))
