@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from . import files as files_mod
-from . import cgroups, locks, namespaces, netns, pidns, proc, task as task_mod
+from . import cgroups, locks, namespaces, netns, pidns, proc, sysvipc, task as task_mod
 from .errors import CRError, DumpError, UnsupportedError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir, prune
 from .memory import MemoryDumper
@@ -128,6 +128,7 @@ class _Collector:
         namespaces.check(self.plan.pid, [p for p in self.s.order if not processes[p].zombie])
         self.uts = namespaces.dump_uts(self.plan.pid, pb)
         self.ipc_ns = namespaces.dump_ipc(self.plan.pid)
+        self.sysvipc = sysvipc.dump(self.plan.pid, self.images) if self.ipc_ns else None
         self.cgroup_ns = namespaces.dump_cgroup_ns(self.plan.pid)
         self.cgroups = cgroups.dump_tree(self.plan.pid, self.plan.cgroup_roots, self.plan.manage_cgroups)
         self.net = netns.dump(self.plan.pid, pb)      # and the dumper stays in it
@@ -204,6 +205,8 @@ class _Collector:
         self.images.write("files.img", self.files.message())
         self.images.write("shmem.img", self.memory.dump_shmem())
         self.images.write(cgroups.IMAGE, self.cgroups)
+        if self.sysvipc is not None:
+            self.images.write(sysvipc.IMAGE, self.sysvipc)
 
     def inventory(self):
         pb = _pb()

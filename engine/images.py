@@ -223,6 +223,9 @@ def message_for(name: str):
     if name == "cgroups.img":
         from .proto.cgroups_pb2 import Cgroups
         return Cgroups
+    if name == "sysvipc.img":
+        from .proto.sysvipc_pb2 import SysvIpc
+        return SysvIpc
     if name in table:
         return table[name]
     if name.startswith("task-") and name.endswith(".img"):

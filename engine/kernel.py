@@ -673,3 +673,80 @@ def lock_range(fd: int, cmd: int, write: bool, start: int, length: int) -> None:
     fl = ffi.new("char[]", struct.pack("<hhxxxxqqi4x", F_WRLCK if write else F_RDLCK, os.SEEK_SET,
                                        start, length, 0))
     syscall("fcntl", fd, cmd, _addr(fl))
+
+
+# --- SysV IPC (engine/sysvipc.py); structures as the x86_64 kernel lays them out -----------
+
+SYS.update(shmget=29, shmat=30, shmctl=31, semget=64, semctl=66, shmdt=67, msgget=68, msgsnd=69,
+           msgrcv=70, msgctl=71)
+IPC_PRIVATE = 0
+IPC_CREAT, IPC_EXCL, IPC_NOWAIT = 0o1000, 0o2000, 0o4000
+IPC_RMID, IPC_SET, IPC_STAT = 0, 1, 2
+SHM_RDONLY, SHM_EXEC = 0o10000, 0o100000
+SHM_LOCK = 11
+SHM_DEST, SHM_LOCKED = 0o1000, 0o2000
+GETALL, SETALL = 13, 17
+MSG_COPY = 0o40000
+# struct ipc64_perm: key, uid, gid, cuid, cgid, mode, seq (then padding to 48 bytes)
+IPC_PERM = struct.Struct("<iIIIIIH")
+IPC_PERM_SIZE = 48
+SHMID_DS_SIZE, MSQID_DS_SIZE, SEMID_DS_SIZE = 112, 120, 104
+SHM_SEGSZ, MSG_CBYTES, MSG_QNUM, MSG_QBYTES, SEM_NSEMS = 48, 72, 80, 88, 80
+
+
+def ipc_stat(kind: str, ipc_id: int) -> bytes:
+    """The raw *id64_ds of a SysV object (kind "shm", "msg" or "sem") by IPC_STAT."""
+    size = {"shm": SHMID_DS_SIZE, "msg": MSQID_DS_SIZE, "sem": SEMID_DS_SIZE}[kind]
+    buf = ffi.new("char[]", size)
+    if kind == "sem":
+        syscall("semctl", ipc_id, 0, IPC_STAT, _addr(buf))
+    else:
+        syscall(f"{kind}ctl", ipc_id, IPC_STAT, _addr(buf))
+    return bytes(ffi.buffer(buf, size))
+
+
+def ipc_set(kind: str, ipc_id: int, uid: int, gid: int, mode: int, qbytes: int | None = None) -> None:
+    """IPC_SET: owner, permission bits and (message queues) qbytes."""
+    size = {"shm": SHMID_DS_SIZE, "msg": MSQID_DS_SIZE, "sem": SEMID_DS_SIZE}[kind]
+    buf = ffi.new("char[]", size)
+    ffi.memmove(buf, IPC_PERM.pack(0, uid, gid, 0, 0, mode, 0), IPC_PERM.size)
+    if qbytes is not None:
+        ffi.memmove(buf + MSG_QBYTES, struct.pack("<Q", qbytes), 8)
+    if kind == "sem":
+        syscall("semctl", ipc_id, 0, IPC_SET, _addr(buf))
+    else:
+        syscall(f"{kind}ctl", ipc_id, IPC_SET, _addr(buf))
+
+
+def shmat(shmid: int, addr: int, flags: int) -> int:
+    return syscall("shmat", shmid, addr, flags)
+
+
+def shmdt(addr: int) -> None:
+    syscall("shmdt", addr)
+
+
+def msgrcv_copy(msqid: int, index: int, size: int) -> tuple[int, bytes] | None:
+    """Message number index of a queue, left in place (MSG_COPY); None past the last one."""
+    buf = ffi.new("char[]", 8 + size)
+    ret = lib.lxc_syscall6(SYS["msgrcv"], msqid, _addr(buf), size, index, IPC_NOWAIT | MSG_COPY, 0)
+    if ret == -1 and ffi.errno == errno.ENOMSG:
+        return None
+    n = _check(ret, "msgrcv")
+    return struct.unpack_from("<q", ffi.buffer(buf, 8))[0], bytes(ffi.buffer(buf + 8, n))
+
+
+def msgsnd_now(msqid: int, mtype: int, text: bytes) -> None:
+    buf = ffi.new("char[]", struct.pack("<q", mtype) + text)
+    syscall("msgsnd", msqid, _addr(buf), len(text), IPC_NOWAIT)
+
+
+def sem_getall(semid: int, nsems: int) -> list[int]:
+    vals = ffi.new("unsigned short[]", max(nsems, 1))
+    syscall("semctl", semid, 0, GETALL, _addr(vals))
+    return list(vals)[:nsems]
+
+
+def sem_setall(semid: int, values: list[int]) -> None:
+    vals = ffi.new("unsigned short[]", values or [0])
+    syscall("semctl", semid, 0, SETALL, _addr(vals))

@@ -71,13 +71,17 @@ class MemoryDumper:
         self.pages_written = 0
 
     def vmas(self, pid: int):
+        from . import namespaces, sysvipc
         pb = _pb()
         out = []
+        own_ipc = namespaces.own(pid, "ipc")
         for m in proc.smaps(pid):
             vma = pb.Vma(start=m.start, end=m.end, prot=prot_of(m.perms), pgoff=m.offset)
             shared = m.perms[3] == "s"
             if m.path in SPECIAL:
                 vma.kind = getattr(pb.Vma, SPECIAL[m.path])
+            elif sysvipc.vma_of(pid, m, vma, own_ipc):
+                pass
             elif m.path == SHARED_ANON_PATH and shared:
                 vma.kind = pb.Vma.ANON_SHARED
                 vma.shmem_id = self._shmem_object(pid, m).id
@@ -315,6 +319,9 @@ def premap(mm, pages_fd: int, shmem_fds: dict[int, int], base: int, where: str) 
         if v.kind == pb.Vma.ANON_PRIVATE:
             addr = k.mmap(cursor, length, k.PROT_READ | k.PROT_WRITE,
                           flags | k.MAP_PRIVATE | k.MAP_ANONYMOUS | k.MAP_NORESERVE)
+        elif v.kind == pb.Vma.SYSV_SHM:
+            from . import sysvipc
+            addr = sysvipc.attach(v, cursor)
         elif v.kind in (pb.Vma.FILE_PRIVATE, pb.Vma.FILE_SHARED, pb.Vma.ANON_SHARED):
             private = v.kind == pb.Vma.FILE_PRIVATE
             if v.shmem_id:

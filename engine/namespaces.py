@@ -7,8 +7,9 @@ by the dumper and created by the restorer before any file is opened, so that
 sockets are dumped and recreated inside it (engine/netns.py).  A cgroup
 namespace is rooted where the root task's cgroups are (as LXC makes them): the
 restored root joins its cgroups, then unshares one.  Every task must share the
-root's namespaces.  Namespaces of other types (mount, user, time) of its own,
-and SysV IPC objects, are refused until a later version rebuilds them.
+root's namespaces.  The contents of an IPC namespace are engine/sysvipc.py's.
+Namespaces of other types (mount, user, time) of its own are refused until a
+later version rebuilds them.
 """
 from __future__ import annotations
 
@@ -53,13 +54,7 @@ def dump_uts(root: int, pb):
 
 
 def dump_ipc(root: int) -> bool:
-    if not own(root, "ipc"):
-        return False
-    objects = inside(root, "ipc", k.CLONE_NEWIPC, _sysv_objects)
-    if objects:
-        raise UnsupportedError(f"process {root}'s IPC namespace holds SysV objects ({', '.join(objects)}); "
-                               f"SysV IPC is not supported yet")
-    return True
+    return own(root, "ipc")
 
 
 def dump_cgroup_ns(root: int) -> bool:
@@ -100,16 +95,6 @@ def restore_in_root(inventory) -> None:
 def _domainname() -> str:
     with open("/proc/sys/kernel/domainname") as f:
         return f.read().strip()
-
-
-def _sysv_objects() -> list[str]:
-    out = []
-    for kind in ("shm", "msg", "sem"):
-        with open(f"/proc/sysvipc/{kind}") as f:
-            count = len(f.read().splitlines()) - 1
-        if count:
-            out.append(f"{count} {kind}")
-    return out
 
 
 def inside(pid: int, kind: str, flag: int, fn):

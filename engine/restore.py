@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from . import files as files_mod
 from . import kernel as k
-from . import cgroups, memory, namespaces, netns, pidns, proc
+from . import cgroups, memory, namespaces, netns, pidns, proc, sysvipc
 from . import task as task_mod
 from .errors import CRError, ImageError, PlanError, RestoreError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir
@@ -62,6 +62,7 @@ class Image:
     files: object = None
     shmem: object = None
     cgroups: object = None
+    sysvipc: object = None
 
 
 def load(images: ImageDir, shell_job: bool) -> Image:
@@ -91,6 +92,7 @@ def load(images: ImageDir, shell_job: bool) -> Image:
     img.shmem = images.read("shmem.img", pb.SharedMemory)
     img.cgroups = images.read(cgroups.IMAGE, cgroups.message())
     cgroups.validate(img.cgroups, f"{images.path}/{cgroups.IMAGE}")
+    img.sysvipc = sysvipc.load(images, inv)
     file_ids = set(img.files)
     shmem_ids = {o.id for o in img.shmem.objects}
     for p in img.pstree.processes:
@@ -104,6 +106,7 @@ def load(images: ImageDir, shell_job: bool) -> Image:
         _validate_task(t, inv, where)
         files_mod.validate_fds(t, file_ids, where)
         memory.validate_mm(mm, images.size(f"pages-{p.pid}.img"), f"{images.path}/mm-{p.pid}.img")
+        sysvipc.validate_vmas(mm, img.sysvipc, f"{images.path}/mm-{p.pid}.img")
         for v in mm.vmas:
             if v.kind == pb.Vma.ANON_SHARED and v.shmem_id not in shmem_ids:
                 raise ImageError(f"{images.path}/mm-{p.pid}.img: unknown shared memory {v.shmem_id}")
@@ -472,6 +475,7 @@ class _Restorer:
         logging.getLogger().handlers.clear()
         if p.ppid == 0:
             namespaces.restore_in_root(self.img.inventory)
+            sysvipc.restore_in_root(self.images, self.img.sysvipc)
         self.cgroups.join(p.pid)     # before forking: children start where they belong
         if p.ppid == 0:
             namespaces.enter_cgroup_ns(self.img.inventory)    # rooted where the root now is
