@@ -3,8 +3,9 @@ that matter (engine/cgroup_props.py) of the tree's own cgroups.
 
 Dump records /proc/PID/cgroup of each process, and cgroups.img: in each
 hierarchy, the tree's root cgroup (the --cgroup-root given for it, as LXC
-passes the container's payload cgroup, else the root task's cgroup) and every
-cgroup below it, with their properties.  The root of a whole hierarchy ("/")
+passes the container's payload cgroup, else the root task's cgroup) and the
+cgroups below it that hold tasks of the tree (with those in between), with
+their properties.  The root of a whole hierarchy ("/")
 is never dumped or set: it is the host's.
 
 Restore re-roots: a path below the dumped root is moved below the
@@ -40,7 +41,6 @@ log = logging.getLogger("lxc_cr.cgroups")
 
 MODES = ("ignore", "none", "props", "soft", "full", "strict")
 IMAGE = "cgroups.img"
-MAX_DIRS = 4096                 # cgroups below one tree's root
 ROOT_SPEC = re.compile(r"(?:([^:/]*):)?(/.*)")
 
 
@@ -70,9 +70,10 @@ def dump(pid: int, task) -> None:
         task.cgroups.add(controllers=controllers, path=path)
 
 
-def dump_tree(root_pid: int, roots: dict, mode: str):
-    """cgroups.img: the tree's root cgroup in each hierarchy, the cgroups below it and
-    their properties (not for --manage-cgroups=ignore or none, which never set any)."""
+def dump_tree(root_pid: int, roots: dict, mode: str, tasks: dict):
+    """cgroups.img: the tree's root cgroup in each hierarchy and the cgroups below it that
+    hold its tasks (with those in between), with their properties (not for
+    --manage-cgroups=ignore or none, which never set any)."""
     msg = message()(mode=mode)
     mounts = _mounts()
     for controllers, path in _cgroups_of(root_pid):
@@ -84,21 +85,22 @@ def dump_tree(root_pid: int, roots: dict, mode: str):
         h = msg.hierarchies.add(controllers=controllers, root=root)
         if mode in ("ignore", "none") or root == "/" or key not in mounts:
             continue
-        for rel in _walk(os.path.join(mounts[key], root.lstrip("/")), f"{controllers}:{root}"):
+        for rel in _tree_dirs(root, [cg.path for t in tasks.values() for cg in t.cgroups
+                                     if cg.controllers == controllers]):
             d = h.dirs.add(path=rel)
             for name, value in cgroup_props.read(os.path.join(mounts[key], root.lstrip("/"), rel)):
                 d.props.add(name=name, value=value)
     return msg
 
 
-def _walk(base: str, what: str) -> list[str]:
-    out = []
-    for top, dirs, _ in os.walk(base):
-        dirs.sort()
-        out.append(os.path.relpath(top, base) if top != base else "")
-        if len(out) > MAX_DIRS:
-            raise UnsupportedError(f"cgroup {what} has more than {MAX_DIRS} cgroups below it")
-    return out
+def _tree_dirs(root: str, paths: list[str]) -> list[str]:
+    """The root ("") and every cgroup from it down to each of paths, relative, parents first."""
+    out = {""}
+    for path in paths:
+        if path != root and _below(path, root):
+            parts = path[len(root.rstrip("/")):].strip("/").split("/")
+            out |= {"/".join(parts[:n]) for n in range(1, len(parts) + 1)}
+    return sorted(out)
 
 
 def validate(img, where: str) -> None:

@@ -130,7 +130,6 @@ class _Collector:
         self.ipc_ns = namespaces.dump_ipc(self.plan.pid)
         self.sysvipc = sysvipc.dump(self.plan.pid, self.images) if self.ipc_ns else None
         self.cgroup_ns = namespaces.dump_cgroup_ns(self.plan.pid)
-        self.cgroups = cgroups.dump_tree(self.plan.pid, self.plan.cgroup_roots, self.plan.manage_cgroups)
         self.net = netns.dump(self.plan.pid, pb)      # and the dumper stays in it
         self._check_sessions()
         for pid in self.s.order:
@@ -159,6 +158,8 @@ class _Collector:
             cgroups.dump(pid, t)
             self.tasks[pid] = t
             self.mms[pid] = self._mm(pid)
+        self.cgroups = cgroups.dump_tree(self.plan.pid, self.plan.cgroup_roots, self.plan.manage_cgroups,
+                                         self.tasks)
         _add_helpers(self.pstree)
 
     def _check_sessions(self) -> None:

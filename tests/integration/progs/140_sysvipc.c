@@ -4,7 +4,7 @@
  *    attached at ADDR_A and, in a child, at another address, filled with a pattern;
  *  - segment B (IPC_PRIVATE, 1 MiB, detached) with data in two pages only;
  *  - queue Q1 (KEY_Q, mode 0620, qbytes 20000) with messages of several types and sizes;
- *    queue Q2 (IPC_PRIVATE, empty);
+ *    queue Q2 (IPC_PRIVATE, empty, created by uid 4321 gid 4322);
  *  - semaphore set S (KEY_S, 4 semaphores with values).
  * A segment created and removed first makes the ids differ from a fresh namespace's.
  * After the signal, from inside: ids, keys, perms, sizes, contents, values, the sysctls;
@@ -103,6 +103,8 @@ static void check_queues(void)
 	}
 	DIE_IF(msgctl(id_q2, IPC_STAT, &ds) != 0, "msgctl Q2 (id %d)", id_q2);
 	CHECK(ds.msg_qnum == 0 && ds.msg_perm.__key == IPC_PRIVATE, "Q2 qnum %lu", ds.msg_qnum);
+	CHECK(ds.msg_perm.cuid == 4321 && ds.msg_perm.cgid == 4322 && ds.msg_perm.uid == 4321,
+	      "Q2 creator %u:%u owner %u", ds.msg_perm.cuid, ds.msg_perm.cgid, ds.msg_perm.uid);
 }
 
 static void check_semaphores(void)
@@ -157,7 +159,9 @@ int main(void)
 	DIE_IF(shmdt(b) != 0, "shmdt B");
 
 	id_q1 = msgget(KEY_Q, IPC_CREAT | IPC_EXCL | 0620);
-	id_q2 = msgget(IPC_PRIVATE, 0600);
+	DIE_IF(setegid(4322) != 0 || seteuid(4321) != 0, "become 4321:4322");
+	id_q2 = msgget(IPC_PRIVATE, 0600);                      /* its creator is 4321:4322 */
+	DIE_IF(seteuid(0) != 0 || setegid(0) != 0, "back to root");
 	DIE_IF(id_q1 < 0 || id_q2 < 0, "msgget");
 	struct msqid_ds mds;
 	DIE_IF(msgctl(id_q1, IPC_STAT, &mds) != 0, "IPC_STAT Q1");
