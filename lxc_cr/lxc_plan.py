@@ -43,6 +43,8 @@ def dump_argv(c, images_dir: str, stop: bool) -> list[str]:
     for controllers, path in cgroups(pid).items():
         if controllers != "cgroup2":
             argv += ["--cgroup-root", f"{controllers}:{path}"]
+        elif _unified_controllers():     # LXC names the unified hierarchy by its controllers
+            argv += ["--cgroup-root", f"{','.join(_unified_controllers())}:{path}"]
     for entry in mount_entries(c):
         if entry["bind"]:
             argv += ["--ext-mount-map", f"/{entry['target']}:{entry['target']}"]
@@ -66,13 +68,24 @@ def cgroups(pid: int) -> dict[str, str]:
     return out
 
 
+def _unified() -> str:
+    return "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") else "/sys/fs/cgroup"
+
+
+def _unified_controllers() -> list[str]:
+    try:
+        with open(os.path.join(_unified(), "cgroup.controllers")) as f:
+            return f.read().split()
+    except OSError:
+        return []
+
+
 def freeze_cgroup(pid: int) -> str:
     groups = cgroups(pid)
     for controllers, path in groups.items():
         if "freezer" in controllers.split(","):
             return f"/sys/fs/cgroup/freezer/{path}"      # as LXC prints it (double slash)
-    unified = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") else "/sys/fs/cgroup"
-    return unified + groups.get("cgroup2", "/")
+    return _unified() + groups.get("cgroup2", "/")
 
 
 def console_key(c) -> str | None:
