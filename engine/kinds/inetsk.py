@@ -16,9 +16,8 @@ reset and kill the peer's connection.  The restore rebuilds the socket in repair
 mode (no handshake), refills the queues, and lifts the rule; the peer's next
 retransmission reaches it, so the peer sees nothing but a pause.
 
-UDP sockets come back bound and connected as they were; datagrams still queued
-in them are not carried (UDP may drop datagrams anyway): the dump logs how many
-bytes are left behind.
+UDP sockets come back bound and connected as they were, with the datagrams
+queued in them, from their senders' addresses (_udpq.py).
 """
 from __future__ import annotations
 
@@ -32,7 +31,7 @@ import struct
 from .. import kernel as k
 from ..errors import ImageError, UnsupportedError
 from ..files import move_above
-from . import _sock
+from . import _sock, _udpq
 from .inetsk_pb2 import InetSocket as MESSAGE
 
 NAME = "inetsk"
@@ -154,11 +153,8 @@ def dump(ctx, f):
             msg.backlog = struct.unpack_from("<I", info, 28)[0]     # tcpi_sacked: sk_max_ack_backlog
         elif msg.state == ESTABLISHED and msg.protocol == IPPROTO_TCP:
             _dump_established(ctx, f, sk, msg, info)
-        elif msg.protocol == IPPROTO_UDP:
-            queued = _ioctl_int(sk, SIOCINQ)
-            if queued:
-                log.warning("%s: a %d-byte datagram (and perhaps more) still queued is not carried",
-                            _what(f, msg), queued)
+        elif msg.protocol == IPPROTO_UDP and _ioctl_int(sk, SIOCINQ):
+            _udpq.dump(ctx, sk, msg, _what(f, msg))
     return msg
 
 
@@ -321,13 +317,19 @@ def open(ctx, entry, msg) -> int:
             _bind(sk, msg, where, strict=msg.state != CLOSE or msg.protocol == IPPROTO_UDP)
             if msg.state == LISTEN:
                 sk.listen(msg.backlog)
-            elif msg.protocol == IPPROTO_UDP and msg.HasField("peer"):
-                sk.connect(_sockaddr(msg.family, msg.peer))
+            elif msg.protocol == IPPROTO_UDP:
+                # queued before connect(): a connected socket takes datagrams from its peer only
+                _udpq.refill(ctx, sk, msg, where)
+                if msg.HasField("peer"):
+                    sk.connect(_sockaddr(msg.family, msg.peer))
             for stage in (_sock.LATE, _sock.LAST):
                 _sock.apply_opts(sk, msg.opts, table, stage, where)
         except OSError as e:
             sk.close()
             raise ImageError(f"{where}: cannot restore {_restore_what(msg)}: {e.strerror}") from None
+        except ImageError:
+            sk.close()
+            raise
     fd = move_above(sk.detach(), ctx.base_fd)
     if entry.flags & os.O_NONBLOCK:
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
@@ -359,6 +361,7 @@ def _validate(ctx, msg, where: str) -> None:
     if msg.state == LISTEN and not msg.HasField("local"):
         raise ImageError(f"{where}: listening on no address")
     _sock.validate_opts(msg.opts, _table(msg.family, msg.protocol), where)
+    _udpq.validate(ctx, msg, where)
     if msg.protocol == IPPROTO_TCP and msg.state == ESTABLISHED:
         _validate_tcp(ctx, msg, where)
 

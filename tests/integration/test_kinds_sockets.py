@@ -306,3 +306,24 @@ def test_82_unsupported_socket_refused(progs_built, tmp_path, family):
         if not NO_CR:
             f.refused(f.try_dump(), f"process {f.pid} fd {fd}: {family} socket is not supported")
         f.finish(restored=False)
+
+
+# ---- datagrams queued in UDP sockets
+
+
+def test_180_udp_queued_datagrams(run_cycle):
+    run_cycle("180_udp_queue")
+
+
+def test_180b_udp_queue_leave_running(progs_built, tmp_path):
+    """A --leave-running dump leaves every UDP queue (and peek offset) as it was; the images
+    then restore the same queues."""
+    with Flow(progs_built, tmp_path, "180_udp_queue") as f:
+        if not NO_CR:
+            f.c.lxc_cr("dump", ["-t", str(f.pid), "-D", str(f.c.imgdir), "--leave-running"], "dump.log")
+        f.finish(restored=False)
+        if NO_CR:
+            return
+        f.c.restore(())
+        log = f.finish(restored=True)
+        assert log.splitlines().count("PASS") == 2, log
