@@ -289,22 +289,57 @@ def _dump_file(f, sk, d: _Diag, msg) -> None:
 def _dump_listener(ctx, st: _DumpState, f, d: _Diag, msg) -> None:
     msg.listening = True
     msg.backlog = d.wqueue          # sk_max_ack_backlog
-    for client in d.icons:
+    loaded = any(c and st.info(c) is not None and st.info(c).wqueue for c in d.icons)
+    if loaded and ctx.plan.leave_running:
+        raise UnsupportedError(f"{_what(f, d, msg.name)}: a connection waiting to be accepted holds data, "
+                               f"which can only be read by accepting it: not with --leave-running")
+    servers = _accept_waiting(ctx, f, d, msg) if loaded or (0 in d.icons and not ctx.plan.leave_running) \
+        else None
+    for index, client in enumerate(d.icons):
         if client == 0:
-            msg.pending.append(0)   # its client has closed: accept() will read EOF
-            continue
-        cd = st.info(client)
-        if cd is not None and cd.wqueue:
-            raise UnsupportedError(f"{_what(f, d, msg.name)}: a connection waiting to be accepted holds data; "
-                                   f"it cannot be read without accepting the connection")
-        cid = st.file_id(ctx, client)
-        if cid:
+            msg.pending.append(0)   # its client has closed: accept() will read its data, then EOF
+        elif cid := st.file_id(ctx, client):
             msg.pending.append(cid)
         elif ctx.plan.ext_unix_sk:
             log.warning("%s: leaving out a waiting connection from outside the tree", _what(f, d, msg.name))
+            continue
         else:
             raise UnsupportedError(f"{_what(f, d, msg.name)}: a connection waiting to be accepted comes from "
                                    f"outside the dumped tree (socket {client}); use --ext-unix-sk")
+        if servers is not None:
+            _dump_server_end(ctx, st, f, servers[index], msg.waiting.add(type=d.type))
+
+
+def _accept_waiting(ctx, f, d: _Diag, msg) -> list[int]:
+    """Our fds on the server ends of every waiting connection, in order: taken from the
+    task's accept queue (nothing else reads a queue that no socket has yet).  The task
+    dies after the dump; if it goes on running instead, these connections are lost to it."""
+    servers = []
+    with _sock.borrow(ctx.local_fd(f)) as lsk, _nonblocking(lsk.fileno()):
+        for _ in d.icons:
+            try:
+                fd, _ = lsk._accept()
+            except BlockingIOError:
+                raise UnsupportedError(f"{_what(f, d, msg.name)}: its accept queue changed during the dump") \
+                    from None
+            ctx.keep(fd)
+            servers.append(fd)
+    what = _what(f, d, msg.name)
+    ctx.on_release.append(lambda: log.error("%s: %d connections waiting to be accepted were taken by the "
+                                            "dump and are lost to the task", what, len(servers)))
+    return servers
+
+
+def _dump_server_end(ctx, st: _DumpState, f, fd: int, out) -> None:
+    """The receive queue (files in flight included) and shutdown state of an accepted server end."""
+    with _sock.borrow(fd) as sk:
+        d = st.info(os.fstat(fd).st_ino)
+        if d is None:
+            raise UnsupportedError(f"process {f.pid} fd {f.fd}: a connection waiting to be accepted is "
+                                   f"unknown to sock_diag")
+        out.shutdown = d.shutdown
+        for packet, got in _dump_queue(ctx, f, sk, d, out):
+            packet.fds.extend(ctx.file_id_of_local(i) for i in got)
 
 
 def _dump_queue(ctx, f, sk, d: _Diag, msg) -> list:
@@ -353,21 +388,19 @@ def _dump_link(ctx, st: _DumpState, f, sk, d: _Diag, msg) -> None:
             raise UnsupportedError(f"{_what(f, d, msg.name)}: messages queued in an unnamed unconnected "
                                    f"socket cannot be put back")
         return
-    if d.peer:
-        msg.peer = st.file_id(ctx, d.peer)
-        if msg.peer:
-            msg.link = MESSAGE.PEER
-        else:
-            _external(ctx, f, sk, d, msg, f"socket {d.peer}")
-    elif f.st.st_ino in st.queued_on:
-        if d.wqueue:
-            raise UnsupportedError(f"{_what(f, d, msg.name)}: its connection waits to be accepted and holds "
-                                   f"data; it cannot be read without accepting the connection")
+    if f.st.st_ino in st.queued_on:
+        # before d.peer: a connection the dump took from the accept queue has a peer now
         msg.queued_on = st.file_id(ctx, st.queued_on[f.st.st_ino])
         if msg.queued_on:
             msg.link = MESSAGE.PENDING
         else:
             _external(ctx, f, sk, d, msg, "a listener")
+    elif d.peer:
+        msg.peer = st.file_id(ctx, d.peer)
+        if msg.peer:
+            msg.link = MESSAGE.PEER
+        else:
+            _external(ctx, f, sk, d, msg, f"socket {d.peer}")
     else:
         # the other end was closed: its data, then EOF (a named datagram socket comes
         # back unconnected: others could still send to it)
@@ -420,11 +453,11 @@ def check(ctx, f) -> list[str]:
     if d.state == ESTABLISHED and d.peer and d.peer not in held and not in_flight and not ctx.plan.ext_unix_sk:
         reasons.append(f"process {f.pid} fd {f.fd}: unix socket is connected to a socket outside the tree "
                        f"(use --ext-unix-sk)")
-    for client in d.icons if d.state == LISTEN else ():
+    for client in d.icons if d.state == LISTEN and ctx.plan.leave_running else ():
         cd = diag.get(client)
         if cd is not None and cd.wqueue:
             reasons.append(f"process {f.pid} fd {f.fd}: unix listener has a connection waiting to be "
-                           f"accepted that holds data")
+                           f"accepted that holds data (not with --leave-running)")
     return reasons
 
 
@@ -603,6 +636,16 @@ def _validate(ctx, rs: _RestoreState, file_id: int, msg) -> None:
         raise ImageError(f"unix socket {_show(msg.name)} (file {file_id}) was connected outside the dumped "
                          f"tree: restore with --ext-unix-sk")
     _sock.validate_opts(msg.opts, OPTS, where)
+    if msg.waiting and (len(msg.waiting) != len(msg.pending) or not msg.listening):
+        raise ImageError(f"{where}: waiting connections do not match the accept queue")
+    for server in msg.waiting:
+        if server.waiting or server.type != msg.type:
+            raise ImageError(f"{where}: malformed waiting connection")
+        _validate_queue(ctx, rs, server, where)
+    _validate_queue(ctx, rs, msg, where)
+
+
+def _validate_queue(ctx, rs: _RestoreState, msg, where: str) -> None:
     if msg.queue_size or msg.packets:
         if not msg.queue.startswith("usk-") or "/" in msg.queue:
             raise ImageError(f"{where}: bad queue image name {msg.queue!r}")
@@ -755,8 +798,8 @@ def _open_listener(ctx, rs: _RestoreState, file_id: int, msg) -> None:
     for other_id, other in rs.msgs.items():
         if other.listener == file_id and other_id not in rs.fds:
             _open_connection(ctx, rs, other_id, other)
-    for client_id in msg.pending:
-        _connect_pending(ctx, rs, fd, msg, client_id)
+    for index, client_id in enumerate(msg.pending):
+        _connect_pending(ctx, rs, fd, msg, client_id, msg.waiting[index] if msg.waiting else None)
     _late(fd, msg)
 
 
@@ -769,11 +812,14 @@ def _make_client(ctx, rs: _RestoreState, file_id: int, msg) -> int:
     return _register(ctx, rs, file_id, sk)
 
 
-def _connect_pending(ctx, rs: _RestoreState, listener_fd: int, lmsg, client_id: int) -> None:
+def _connect_pending(ctx, rs: _RestoreState, listener_fd: int, lmsg, client_id: int, server) -> None:
+    """Connect a waiting connection again; its client sends what the server end had queued."""
     if client_id == 0:
-        # a connection whose client had closed: connect one and close it
+        # a connection whose client had closed: connect one, send its data, and close it
         with socket.socket(socket.AF_UNIX, lmsg.type) as tmp:
             tmp.connect(_address(lmsg))
+            if server is not None:
+                _send_queue(ctx, server, tmp.fileno())
         return
     cmsg = rs.msgs[client_id]
     if cmsg.link != MESSAGE.PENDING or cmsg.queued_on not in rs.fds or rs.fds[cmsg.queued_on] != listener_fd:
@@ -781,6 +827,8 @@ def _connect_pending(ctx, rs: _RestoreState, listener_fd: int, lmsg, client_id: 
     fd = _make_client(ctx, rs, client_id, cmsg)
     with _sock.borrow(fd) as sk:
         _connect(sk, _address(lmsg), f"unix socket {client_id}")
+    if server is not None:
+        _send_queue(ctx, server, fd)
     _late(fd, cmsg)
 
 

@@ -327,3 +327,21 @@ def test_180b_udp_queue_leave_running(progs_built, tmp_path):
         f.c.restore(())
         log = f.finish(restored=True)
         assert log.splitlines().count("PASS") == 2, log
+
+
+# ---- unix connections waiting to be accepted that hold data
+
+
+def test_181_unix_waiting_connections_with_data(run_cycle):
+    run_cycle("181_unix_waiting_data")
+
+
+def test_181b_unix_waiting_data_leave_running_refused(progs_built, tmp_path):
+    """Such data can only be read by accepting the connection: a --leave-running dump refuses,
+    naming the socket, the process and the fd, and the program still finds everything."""
+    with Flow(progs_built, tmp_path, "181_unix_waiting_data") as f:
+        if NO_CR:
+            return
+        f.refused(f.try_dump("--leave-running"), "unix stream socket @lxcr181-", f"process {f.pid} fd ",
+                  "waiting to be accepted holds data", "--leave-running")
+        f.finish(restored=False)
