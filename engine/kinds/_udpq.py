@@ -10,11 +10,8 @@ consumed or reordered, so a --leave-running dump leaves the queue as it was.
 
 Restore: the socket is bound (not yet connected: a connected socket only takes
 datagrams from its peer) and each datagram is sent to it again through a raw
-socket in the same network namespace, crafted with its original source address
-and port and a correct UDP checksum: IPv4 with a header of our own (IPPROTO_RAW
-implies IP_HDRINCL), IPv6 with the source given by IPV6_PKTINFO (IPV6_TRANSPARENT
-lets it be any address).  A locally sent packet keeps its route on loopback, so
-no reverse-path check drops a foreign source.  The restore then peeks at the new
+socket in the same network namespace (_sock.RawSender), crafted with its original
+source address and port and a correct UDP checksum.  The restore then peeks at the new
 socket until every datagram is there, in order, once, before it is connected.
 """
 from __future__ import annotations
@@ -27,10 +24,9 @@ import time
 from ..errors import ImageError, UnsupportedError
 from . import _sock
 
-IP_PKTINFO, IPV6_RECVPKTINFO, IPV6_PKTINFO, IPV6_TRANSPARENT = 8, 49, 50, 75
+IP_PKTINFO, IPV6_RECVPKTINFO, IPV6_PKTINFO = 8, 49, 50
 MAX_DATAGRAM = 65535
 PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT | socket.MSG_TRUNC
-V4MAPPED = b"\0" * 10 + b"\xff\xff"
 ARRIVAL_TRIES = 200             # 10 ms apart
 
 
@@ -119,11 +115,15 @@ def refill(ctx, sk, msg, where: str) -> None:
         _sock.set_buffer(sk, _sock.SO_RCVBUF, need)         # room while refilled; put back after
     data = ctx.images.open(msg.queue)
     try:
-        with _Injector(msg) as inject:
+        with _sock.RawSender() as raw:
             for d in msg.datagrams:
                 payload = _sock.read_exact(data, d.length, msg.queue)
+                src, dst = _sock.unmap(d.source.addr, d.dest)
                 try:
-                    inject.send(d, payload, msg.local.port)
+                    if len(src) != len(dst):
+                        raise OSError(0, "source and destination of different families")
+                    raw.send(17, src, dst, _udp(src, dst, d.source.port, msg.local.port, payload),
+                             msg.local.scope_id)
                 except OSError as e:
                     raise ImageError(f"{where}: cannot queue a datagram again: {e.strerror}") from None
         _wait_arrival(sk, msg, where)
@@ -133,61 +133,12 @@ def refill(ctx, sk, msg, where: str) -> None:
             _sock.set_buffer(sk, _sock.SO_RCVBUF, rcvbuf)
 
 
-class _Injector:
-    """Raw sockets that send UDP datagrams from any source (made when first needed)."""
-
-    def __init__(self, msg):
-        self.msg = msg
-        self.v4 = self.v6 = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        for s in (self.v4, self.v6):
-            if s is not None:
-                s.close()
-
-    def send(self, d, payload: bytes, dport: int) -> None:
-        src, dst = d.source.addr, d.dest
-        if len(src) == 16 and src[:12] == V4MAPPED and dst[:12] == V4MAPPED:
-            src, dst = src[12:], dst[12:]       # an IPv4 datagram to a dual-stack socket
-        elif len(src) == 16 and (src[:12] == V4MAPPED) != (dst[:12] == V4MAPPED):
-            raise OSError(0, "source and destination of different families")
-        udp = _udp(src, dst, d.source.port, dport, payload)
-        if len(src) == 4:
-            if self.v4 is None:
-                self.v4 = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-            header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0, src, dst)
-            self.v4.sendto(header + udp, (socket.inet_ntop(socket.AF_INET, dst), 0))
-        else:
-            if self.v6 is None:
-                self.v6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_UDP)
-                self.v6.setsockopt(_sock.IPPROTO_IPV6, IPV6_TRANSPARENT, 1)
-            info = src + struct.pack("I", 0)
-            scope = self.msg.local.scope_id
-            self.v6.sendmsg([udp], [(_sock.IPPROTO_IPV6, IPV6_PKTINFO, info)], 0,
-                            (socket.inet_ntop(socket.AF_INET6, dst), 0, 0, scope))
-
-
 def _udp(src: bytes, dst: bytes, sport: int, dport: int, payload: bytes) -> bytes:
     """A UDP header and payload with its checksum over the pseudo-header of src and dst."""
     length = 8 + len(payload)
-    if len(src) == 4:
-        pseudo = src + dst + struct.pack("!BBH", 0, 17, length)
-    else:
-        pseudo = src + dst + struct.pack("!IxxxB", length, 17)
-    check = _checksum(pseudo + struct.pack("!HHHH", sport, dport, length, 0) + payload) or 0xFFFF
+    header = struct.pack("!HHHH", sport, dport, length, 0)
+    check = _sock.inet_checksum(_sock.pseudo_header(src, dst, 17, length) + header + payload) or 0xFFFF
     return struct.pack("!HHHH", sport, dport, length, check) + payload
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def _wait_arrival(sk, msg, where: str) -> None:

@@ -31,7 +31,7 @@ import struct
 from .. import kernel as k
 from ..errors import ImageError, UnsupportedError
 from ..files import move_above
-from . import _sock, _udpq
+from . import _sock, _tcpfin, _udpq
 from .inetsk_pb2 import InetSocket as MESSAGE
 
 NAME = "inetsk"
@@ -44,6 +44,7 @@ FAMILY_NAMES = {1: "unix (from another network namespace)", 16: "netlink", 17: "
 TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
               7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING"}
 ESTABLISHED, SYN_RECV, CLOSE, LISTEN = 1, 3, 7, 10
+CONNECTED = (ESTABLISHED,) + _tcpfin.HALF_CLOSED       # carried through repair mode
 
 TCP_MAXSEG, TCP_INFO = 2, 11
 TCP_REPAIR, TCP_REPAIR_QUEUE, TCP_QUEUE_SEQ, TCP_REPAIR_OPTIONS = 19, 20, 21, 22
@@ -117,12 +118,13 @@ def _refuse(ctx, f, msg, info: bytes, sk) -> None:
             log.warning("%s: leaving out %d connections waiting to be accepted and %d half open",
                         _what(f, msg), queued, half_open)
         return
-    if msg.state == ESTABLISHED:
+    if msg.state in CONNECTED:
         if not ctx.plan.tcp_established:
-            raise UnsupportedError(f"{_what(f, msg)} is an established connection; use --tcp-established")
+            raise UnsupportedError(f"{_what(f, msg)} is an established connection "
+                                   f"({TCP_STATES[msg.state]}); use --tcp-established")
         return
     raise UnsupportedError(f"{_what(f, msg)} is in state {TCP_STATES.get(msg.state, msg.state)}, "
-                           f"which is not supported")
+                           f"which is not supported (LISTEN, CLOSE, ESTABLISHED, CLOSE_WAIT and FIN_WAIT2 are)")
 
 
 def _half_open(msg) -> int:
@@ -151,7 +153,7 @@ def dump(ctx, f):
         _sock.read_opts(sk, _table(msg.family, msg.protocol), msg.opts)
         if msg.state == LISTEN:
             msg.backlog = struct.unpack_from("<I", info, 28)[0]     # tcpi_sacked: sk_max_ack_backlog
-        elif msg.state == ESTABLISHED and msg.protocol == IPPROTO_TCP:
+        elif msg.state in CONNECTED and msg.protocol == IPPROTO_TCP:
             _dump_established(ctx, f, sk, msg, info)
         elif msg.protocol == IPPROTO_UDP and _ioctl_int(sk, SIOCINQ):
             _udpq.dump(ctx, sk, msg, _what(f, msg))
@@ -223,6 +225,7 @@ def _read_repair(ctx, f, sk, msg, info: bytes) -> None:
         sk.setsockopt(IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE)
     finally:
         os.close(out)
+    tcp.send_seq, tcp.recv_seq = _tcpfin.data_only(msg.state, tcp.send_seq, tcp.recv_seq)
     tcp.window = sk.getsockopt(IPPROTO_TCP, TCP_REPAIR_WINDOW, 20)
     if tcp.timestamps:
         tcp.timestamp = struct.unpack("I", sk.getsockopt(IPPROTO_TCP, TCP_TIMESTAMP, 4))[0]
@@ -306,7 +309,7 @@ def open(ctx, entry, msg) -> int:
     where = f"files.img: IP socket {entry.id}"
     _validate(ctx, msg, where)
     table = _table(msg.family, msg.protocol)
-    if msg.protocol == IPPROTO_TCP and msg.state == ESTABLISHED:
+    if msg.protocol == IPPROTO_TCP and msg.state in CONNECTED:
         _listener_first(ctx, entry.id, msg)
         sk = _restore_established(ctx, msg, table, where)
     else:
@@ -355,14 +358,14 @@ def _validate(ctx, msg, where: str) -> None:
     for a in ([msg.local] if msg.HasField("local") else []) + ([msg.peer] if msg.HasField("peer") else []):
         if len(a.addr) != size or not 0 < a.port < 65536:
             raise ImageError(f"{where}: malformed address")
-    states = (CLOSE, LISTEN, ESTABLISHED) if msg.protocol == IPPROTO_TCP else (CLOSE, ESTABLISHED)
+    states = (CLOSE, LISTEN) + CONNECTED if msg.protocol == IPPROTO_TCP else (CLOSE, ESTABLISHED)
     if msg.state not in states or msg.backlog > 1 << 20:
         raise ImageError(f"{where}: bad state")
     if msg.state == LISTEN and not msg.HasField("local"):
         raise ImageError(f"{where}: listening on no address")
     _sock.validate_opts(msg.opts, _table(msg.family, msg.protocol), where)
     _udpq.validate(ctx, msg, where)
-    if msg.protocol == IPPROTO_TCP and msg.state == ESTABLISHED:
+    if msg.protocol == IPPROTO_TCP and msg.state in CONNECTED:
         _validate_tcp(ctx, msg, where)
 
 
@@ -453,12 +456,13 @@ def _restore_established(ctx, msg, table, where: str):
             _set_repair(sk, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, where)
             _send_from(sk, data, 0, sent, where)
             _set_repair(sk, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, where)
-            _set_repair(sk, TCP_REPAIR_WINDOW, tcp.window, where)
+            _set_repair(sk, TCP_REPAIR_WINDOW, _tcpfin.repair_window(msg.state, tcp.window, tcp.recv_seq), where)
             _set_repair(sk, TCP_REPAIR, TCP_REPAIR_OFF, where)
             if tcp.locked:
                 _unlock(msg)
             # what had not been sent yet is sent now, as the task would have
             _send_from(sk, data, sent, tcp.unsent_len, where)
+            _tcpfin.replay(sk, msg, where)
         finally:
             os.close(data)
         # leaving repair mode forgot SO_REUSEADDR (the other early options are in place)

@@ -345,3 +345,27 @@ def test_181b_unix_waiting_data_leave_running_refused(progs_built, tmp_path):
         f.refused(f.try_dump("--leave-running"), "unix stream socket @lxcr181-", f"process {f.pid} fd ",
                   "waiting to be accepted holds data", "--leave-running")
         f.finish(restored=False)
+
+
+# ---- half-closed TCP connections
+
+
+def test_183_tcp_half_closed(run_cycle):
+    run_cycle("183_tcp_half_closed", dump_opts=["--tcp-established"], restore_opts=["--tcp-established"])
+
+
+def test_183b_tcp_half_closed_leave_running(progs_built, tmp_path):
+    """--leave-running: both half-closed ends go through repair mode and come out of it intact."""
+    with Flow(progs_built, tmp_path, "183_tcp_half_closed") as f:
+        if not NO_CR:
+            f.c.lxc_cr("dump", ["-t", str(f.pid), "-D", str(f.c.imgdir), "--leave-running",
+                                "--tcp-established"], "dump.log")
+            assert not _nft_table_exists()
+        f.finish(restored=False)
+
+
+def test_183c_tcp_half_closed_refused_without_option(progs_built, tmp_path):
+    with Flow(progs_built, tmp_path, "183_tcp_half_closed") as f:
+        if not NO_CR:
+            f.refused(f.try_dump(), "(FIN_WAIT2)", "--tcp-established", f"process {f.pid} fd ")
+        f.finish(restored=False)
