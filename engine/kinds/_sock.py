@@ -8,6 +8,7 @@ fd we do not own, and full writes into image files.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import struct
@@ -273,3 +274,15 @@ def unmap(src: bytes, dst: bytes) -> tuple[bytes, bytes]:
     if len(src) == 16 and src[:12] == V4MAPPED and dst[:12] == V4MAPPED:
         return src[12:], dst[12:]
     return src, dst
+
+
+@contextmanager
+def nonblocking(fd: int):
+    """O_NONBLOCK for a moment (a full backlog must fail, not hang the restore); the
+    open file's own flags after."""
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    try:
+        yield
+    finally:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags)
