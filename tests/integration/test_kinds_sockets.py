@@ -6,6 +6,7 @@ tree (this test process), an expected refusal, or a look at the original after a
 --leave-running dump drive the steps themselves with Cycle.
 """
 
+import os
 import socket
 import subprocess
 import threading
@@ -369,3 +370,20 @@ def test_183c_tcp_half_closed_refused_without_option(progs_built, tmp_path):
         if not NO_CR:
             f.refused(f.try_dump(), "(FIN_WAIT2)", "--tcp-established", f"process {f.pid} fd ")
         f.finish(restored=False)
+
+
+def test_180c_udp_damaged_datagram_image_refused(progs_built, tmp_path):
+    """A UDP datagram image that lost bytes fails the restore with one line naming it, before
+    anything runs; the images are left as they were."""
+    with Flow(progs_built, tmp_path, "180_udp_queue") as f:
+        if NO_CR:
+            return
+        f.c.dump(())
+        image = next(p for p in f.c.imgdir.iterdir() if p.name.startswith("udp-"))
+        os.truncate(image, image.stat().st_size - 1)
+        before = sorted((p.name, p.stat().st_size) for p in f.c.imgdir.iterdir() if p.suffix == ".img")
+        res = f.try_restore()
+        assert res.returncode != 0, res
+        lines = res.stderr.splitlines()
+        assert len(lines) == 1 and "IP socket" in lines[0] and image.name in lines[0], res.stderr
+        assert before == sorted((p.name, p.stat().st_size) for p in f.c.imgdir.iterdir() if p.suffix == ".img")
