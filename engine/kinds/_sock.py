@@ -215,6 +215,14 @@ def big_send_buffer(sk: socket.socket, need: int):
             set_buffer(sk, SO_SNDBUF, before)
 
 
+def address_message(cls, family: int, sockaddr):
+    """An IPv4/IPv6 socket address (as socket returns it) as an Address message of class cls."""
+    a = cls(addr=socket.inet_pton(family, sockaddr[0].split("%")[0]), port=sockaddr[1])
+    if family == socket.AF_INET6:
+        a.flowinfo, a.scope_id = sockaddr[2], sockaddr[3]
+    return a
+
+
 def address_text(family: int, addr: bytes, port: int) -> str:
     host = socket.inet_ntop(family, addr)
     return f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"

@@ -58,7 +58,7 @@ def dump(ctx, sk, msg, what: str) -> None:
                 msg.queue, out = ctx.data_file("udp")
             _sock.write_all(out, memoryview(buf)[:n])
             d = msg.datagrams.add(length=n, dest=_dest(msg, anc))
-            d.source.CopyFrom(_address(msg.family, source))
+            d.source.CopyFrom(_sock.address_message(type(msg).Address, msg.family, source))
     finally:
         if out is not None:
             os.close(out)
@@ -75,14 +75,6 @@ def _dest(msg, anc) -> bytes:
         if (level, kind) == (_sock.IPPROTO_IPV6, IPV6_PKTINFO) and len(data) >= 16:
             return data[:16]                    # struct in6_pktinfo: addr, ifindex
     return msg.local.addr
-
-
-def _address(family: int, sockaddr):
-    from .inetsk_pb2 import InetSocket
-    a = InetSocket.Address(addr=socket.inet_pton(family, sockaddr[0].split("%")[0]), port=sockaddr[1])
-    if family == socket.AF_INET6:
-        a.flowinfo, a.scope_id = sockaddr[2], sockaddr[3]
-    return a
 
 
 # --- restore -----------------------------------------------------------------------------
@@ -146,18 +138,18 @@ def _wait_arrival(sk, msg, where: str) -> None:
     before sendto() returns, unless the backlog is deferred to a softirq thread), then check
     they are the ones sent, in order (by source and length): anything else is an error."""
     want = [(bytes(d.source.addr), d.source.port, d.length) for d in msg.datagrams]
-    got = _peek_all(sk, msg.family)
+    got = _peek_all(sk, msg)
     for _ in range(ARRIVAL_TRIES):
         if len(got) >= len(want):
             break
         time.sleep(0.01)
-        got = _peek_all(sk, msg.family)
+        got = _peek_all(sk, msg)
     if got != want:
         raise ImageError(f"{where}: the queued datagrams did not come back as they were "
                          f"({len(got)} of {len(want)} arrived)")
 
 
-def _peek_all(sk, family: int) -> list:
+def _peek_all(sk, msg) -> list:
     """(source address, port, length) of every datagram queued, consuming nothing."""
     out = []
     nothing = memoryview(bytearray(1))[:0]        # MSG_TRUNC: the length without the bytes
@@ -169,7 +161,7 @@ def _peek_all(sk, family: int) -> list:
                 n, _, _, source = sk.recvmsg_into([nothing], 0, PEEK)
             except BlockingIOError:
                 return out
-            addr = _address(family, source)
+            addr = _sock.address_message(type(msg).Address, msg.family, source)
             out.append((bytes(addr.addr), addr.port, n))
     finally:
         sk.setsockopt(socket.SOL_SOCKET, _sock.SO_PEEK_OFF, old)

@@ -161,11 +161,7 @@ def dump(ctx, f):
 
 
 def _address(family: int, sockaddr):
-    host = sockaddr[0].split("%")[0]
-    a = MESSAGE.Address(addr=socket.inet_pton(family, host), port=sockaddr[1])
-    if family == AF_INET6:
-        a.flowinfo, a.scope_id = sockaddr[2], sockaddr[3]
-    return a
+    return _sock.address_message(MESSAGE.Address, family, sockaddr)
 
 
 def _sockaddr(family: int, a):
