@@ -8,8 +8,10 @@ fd we do not own, and full writes into image files.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
+import struct
 from contextlib import contextmanager
 
 from ..errors import ImageError
@@ -17,6 +19,8 @@ from ..errors import ImageError
 SOL_SOCKET, IPPROTO_IP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_IPV6 = 1, 0, 6, 17, 41
 SO_SNDBUF, SO_RCVBUF, SO_SNDBUFFORCE, SO_RCVBUFFORCE = 7, 8, 32, 33
 SO_PEEK_OFF = 42
+IPV6_PKTINFO, IPV6_TRANSPARENT = 50, 75
+V4MAPPED = b"\0" * 10 + b"\xff\xff"
 
 INT = 0                 # an int option; otherwise the size of a raw option's buffer
 
@@ -211,6 +215,82 @@ def big_send_buffer(sk: socket.socket, need: int):
             set_buffer(sk, SO_SNDBUF, before)
 
 
+def address_message(cls, family: int, sockaddr):
+    """An IPv4/IPv6 socket address (as socket returns it) as an Address message of class cls."""
+    a = cls(addr=socket.inet_pton(family, sockaddr[0].split("%")[0]), port=sockaddr[1])
+    if family == socket.AF_INET6:
+        a.flowinfo, a.scope_id = sockaddr[2], sockaddr[3]
+    return a
+
+
 def address_text(family: int, addr: bytes, port: int) -> str:
     host = socket.inet_ntop(family, addr)
     return f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+
+
+def inet_checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of data."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def pseudo_header(src: bytes, dst: bytes, proto: int, length: int) -> bytes:
+    """The IPv4 or IPv6 pseudo-header a UDP or TCP checksum covers."""
+    if len(src) == 4:
+        return src + dst + struct.pack("!BBH", 0, proto, length)
+    return src + dst + struct.pack("!IxxxB", length, proto)
+
+
+class RawSender:
+    """Sends UDP or TCP segments from any source address, as if they came from the network:
+    raw sockets of the current network namespace (IPv4: with our own header, IPPROTO_RAW
+    implies IP_HDRINCL; IPv6: the source through IPV6_PKTINFO, which IPV6_TRANSPARENT lets
+    be any address).  A locally sent packet keeps its route on loopback, so no
+    reverse-path check drops a foreign source.  Made when first needed; a context manager."""
+
+    def __init__(self):
+        self.socks: dict = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for sk in self.socks.values():
+            sk.close()
+
+    def send(self, proto: int, src: bytes, dst: bytes, segment: bytes, scope_id: int = 0) -> None:
+        """segment: the UDP or TCP header (checksum included) and payload; src, dst: 4 or 16 bytes."""
+        if len(src) == 4:
+            if 4 not in self.socks:
+                self.socks[4] = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(segment), 0, 0x4000, 64, proto, 0, src, dst)
+            self.socks[4].sendto(ip + segment, (socket.inet_ntop(socket.AF_INET, dst), 0))
+            return
+        if proto not in self.socks:
+            self.socks[proto] = socket.socket(socket.AF_INET6, socket.SOCK_RAW, proto)
+            self.socks[proto].setsockopt(IPPROTO_IPV6, IPV6_TRANSPARENT, 1)
+        self.socks[proto].sendmsg([segment], [(IPPROTO_IPV6, IPV6_PKTINFO, src + struct.pack("I", 0))], 0,
+                                  (socket.inet_ntop(socket.AF_INET6, dst), 0, 0, scope_id))
+
+
+def unmap(src: bytes, dst: bytes) -> tuple[bytes, bytes]:
+    """IPv4 addresses of an IPv6 socket (::ffff:a.b.c.d) as IPv4 addresses."""
+    if len(src) == 16 and src[:12] == V4MAPPED and dst[:12] == V4MAPPED:
+        return src[12:], dst[12:]
+    return src, dst
+
+
+@contextmanager
+def nonblocking(fd: int):
+    """O_NONBLOCK for a moment (a full backlog must fail, not hang the restore); the
+    open file's own flags after."""
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    try:
+        yield
+    finally:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags)

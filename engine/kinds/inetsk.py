@@ -16,9 +16,8 @@ reset and kill the peer's connection.  The restore rebuilds the socket in repair
 mode (no handshake), refills the queues, and lifts the rule; the peer's next
 retransmission reaches it, so the peer sees nothing but a pause.
 
-UDP sockets come back bound and connected as they were; datagrams still queued
-in them are not carried (UDP may drop datagrams anyway): the dump logs how many
-bytes are left behind.
+UDP sockets come back bound and connected as they were, with the datagrams
+queued in them, from their senders' addresses (_udpq.py).
 """
 from __future__ import annotations
 
@@ -32,7 +31,7 @@ import struct
 from .. import kernel as k
 from ..errors import ImageError, UnsupportedError
 from ..files import move_above
-from . import _sock
+from . import _sock, _tcpfin, _udpq
 from .inetsk_pb2 import InetSocket as MESSAGE
 
 NAME = "inetsk"
@@ -45,6 +44,7 @@ FAMILY_NAMES = {1: "unix (from another network namespace)", 16: "netlink", 17: "
 TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
               7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING"}
 ESTABLISHED, SYN_RECV, CLOSE, LISTEN = 1, 3, 7, 10
+CONNECTED = (ESTABLISHED,) + _tcpfin.HALF_CLOSED       # carried through repair mode
 
 TCP_MAXSEG, TCP_INFO = 2, 11
 TCP_REPAIR, TCP_REPAIR_QUEUE, TCP_QUEUE_SEQ, TCP_REPAIR_OPTIONS = 19, 20, 21, 22
@@ -118,12 +118,13 @@ def _refuse(ctx, f, msg, info: bytes, sk) -> None:
             log.warning("%s: leaving out %d connections waiting to be accepted and %d half open",
                         _what(f, msg), queued, half_open)
         return
-    if msg.state == ESTABLISHED:
+    if msg.state in CONNECTED:
         if not ctx.plan.tcp_established:
-            raise UnsupportedError(f"{_what(f, msg)} is an established connection; use --tcp-established")
+            raise UnsupportedError(f"{_what(f, msg)} is an established connection "
+                                   f"({TCP_STATES[msg.state]}); use --tcp-established")
         return
     raise UnsupportedError(f"{_what(f, msg)} is in state {TCP_STATES.get(msg.state, msg.state)}, "
-                           f"which is not supported")
+                           f"which is not supported (LISTEN, CLOSE, ESTABLISHED, CLOSE_WAIT and FIN_WAIT2 are)")
 
 
 def _half_open(msg) -> int:
@@ -152,22 +153,15 @@ def dump(ctx, f):
         _sock.read_opts(sk, _table(msg.family, msg.protocol), msg.opts)
         if msg.state == LISTEN:
             msg.backlog = struct.unpack_from("<I", info, 28)[0]     # tcpi_sacked: sk_max_ack_backlog
-        elif msg.state == ESTABLISHED and msg.protocol == IPPROTO_TCP:
+        elif msg.state in CONNECTED and msg.protocol == IPPROTO_TCP:
             _dump_established(ctx, f, sk, msg, info)
-        elif msg.protocol == IPPROTO_UDP:
-            queued = _ioctl_int(sk, SIOCINQ)
-            if queued:
-                log.warning("%s: a %d-byte datagram (and perhaps more) still queued is not carried",
-                            _what(f, msg), queued)
+        elif msg.protocol == IPPROTO_UDP and _ioctl_int(sk, SIOCINQ):
+            _udpq.dump(ctx, sk, msg, _what(f, msg))
     return msg
 
 
 def _address(family: int, sockaddr):
-    host = sockaddr[0].split("%")[0]
-    a = MESSAGE.Address(addr=socket.inet_pton(family, host), port=sockaddr[1])
-    if family == AF_INET6:
-        a.flowinfo, a.scope_id = sockaddr[2], sockaddr[3]
-    return a
+    return _sock.address_message(MESSAGE.Address, family, sockaddr)
 
 
 def _sockaddr(family: int, a):
@@ -227,6 +221,7 @@ def _read_repair(ctx, f, sk, msg, info: bytes) -> None:
         sk.setsockopt(IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE)
     finally:
         os.close(out)
+    tcp.send_seq, tcp.recv_seq = _tcpfin.data_only(msg.state, tcp.send_seq, tcp.recv_seq)
     tcp.window = sk.getsockopt(IPPROTO_TCP, TCP_REPAIR_WINDOW, 20)
     if tcp.timestamps:
         tcp.timestamp = struct.unpack("I", sk.getsockopt(IPPROTO_TCP, TCP_TIMESTAMP, 4))[0]
@@ -310,7 +305,7 @@ def open(ctx, entry, msg) -> int:
     where = f"files.img: IP socket {entry.id}"
     _validate(ctx, msg, where)
     table = _table(msg.family, msg.protocol)
-    if msg.protocol == IPPROTO_TCP and msg.state == ESTABLISHED:
+    if msg.protocol == IPPROTO_TCP and msg.state in CONNECTED:
         _listener_first(ctx, entry.id, msg)
         sk = _restore_established(ctx, msg, table, where)
     else:
@@ -321,13 +316,19 @@ def open(ctx, entry, msg) -> int:
             _bind(sk, msg, where, strict=msg.state != CLOSE or msg.protocol == IPPROTO_UDP)
             if msg.state == LISTEN:
                 sk.listen(msg.backlog)
-            elif msg.protocol == IPPROTO_UDP and msg.HasField("peer"):
-                sk.connect(_sockaddr(msg.family, msg.peer))
+            elif msg.protocol == IPPROTO_UDP:
+                # queued before connect(): a connected socket takes datagrams from its peer only
+                _udpq.refill(ctx, sk, msg, where)
+                if msg.HasField("peer"):
+                    sk.connect(_sockaddr(msg.family, msg.peer))
             for stage in (_sock.LATE, _sock.LAST):
                 _sock.apply_opts(sk, msg.opts, table, stage, where)
         except OSError as e:
             sk.close()
             raise ImageError(f"{where}: cannot restore {_restore_what(msg)}: {e.strerror}") from None
+        except ImageError:
+            sk.close()
+            raise
     fd = move_above(sk.detach(), ctx.base_fd)
     if entry.flags & os.O_NONBLOCK:
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
@@ -353,13 +354,14 @@ def _validate(ctx, msg, where: str) -> None:
     for a in ([msg.local] if msg.HasField("local") else []) + ([msg.peer] if msg.HasField("peer") else []):
         if len(a.addr) != size or not 0 < a.port < 65536:
             raise ImageError(f"{where}: malformed address")
-    states = (CLOSE, LISTEN, ESTABLISHED) if msg.protocol == IPPROTO_TCP else (CLOSE, ESTABLISHED)
+    states = (CLOSE, LISTEN) + CONNECTED if msg.protocol == IPPROTO_TCP else (CLOSE, ESTABLISHED)
     if msg.state not in states or msg.backlog > 1 << 20:
         raise ImageError(f"{where}: bad state")
     if msg.state == LISTEN and not msg.HasField("local"):
         raise ImageError(f"{where}: listening on no address")
     _sock.validate_opts(msg.opts, _table(msg.family, msg.protocol), where)
-    if msg.protocol == IPPROTO_TCP and msg.state == ESTABLISHED:
+    _udpq.validate(ctx, msg, where)
+    if msg.protocol == IPPROTO_TCP and msg.state in CONNECTED:
         _validate_tcp(ctx, msg, where)
 
 
@@ -450,12 +452,13 @@ def _restore_established(ctx, msg, table, where: str):
             _set_repair(sk, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, where)
             _send_from(sk, data, 0, sent, where)
             _set_repair(sk, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, where)
-            _set_repair(sk, TCP_REPAIR_WINDOW, tcp.window, where)
+            _set_repair(sk, TCP_REPAIR_WINDOW, _tcpfin.repair_window(msg.state, tcp.window, tcp.recv_seq), where)
             _set_repair(sk, TCP_REPAIR, TCP_REPAIR_OFF, where)
             if tcp.locked:
                 _unlock(msg)
             # what had not been sent yet is sent now, as the task would have
             _send_from(sk, data, sent, tcp.unsent_len, where)
+            _tcpfin.replay(sk, msg, where)
         finally:
             os.close(data)
         # leaving repair mode forgot SO_REUSEADDR (the other early options are in place)

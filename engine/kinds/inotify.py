@@ -7,7 +7,15 @@ Restore: watches are added in wd order, in the first holder (in_task).  The kern
 request, so gaps are burnt by adding and removing a watch on a scratch inode;
 the IN_IGNORED events that leaves are read off before the task gets the fd.
 Events still queued at dump time cannot be read without taking them from the
-task: they are not carried (the dump log says how many bytes were lost).
+task, and most could not be made again without side effects (a file created,
+deleted, written...).  The restored instance gets IN_Q_OVERFLOW instead, what the
+kernel itself queues when events were lost, so that the application rescans what
+it watches (inotify(7): "the application should rescan").  It is made honestly: a
+scratch watch on a nameless file fills the queue past its limit
+(fs.inotify.max_queued_events) with open/close events, the scratch watch goes (its
+IN_IGNORED is folded into the overflow), and the events ahead of the overflow are
+read off.  Cost: about 40 ms at the default limit, and the next new watch number
+is one more than it would have been.
 """
 from __future__ import annotations
 
@@ -15,6 +23,7 @@ import logging
 import os
 
 from .. import kernel as k
+from .. import proc
 from ..errors import ImageError, RestoreError
 from . import _inodes
 from .inotify_pb2 import Inotify as MESSAGE
@@ -25,6 +34,10 @@ DRAIN_EVERY = 4096         # scratch removals between reads of their IN_IGNORED 
 IN_KEEP = 0xFFFFFFFF & ~(0x01000000 | 0x02000000 | 0x10000000 | 0x20000000)  # not ONLYDIR,
 #                          DONT_FOLLOW, MASK_CREATE, MASK_ADD: those only steer inotify_add_watch
 log = logging.getLogger("lxc_cr.kinds")
+IN_OPEN, IN_CLOSE_NOWRITE = 0x20, 0x10
+EVENT_SIZE = 16                         # struct inotify_event without a name
+MAX_QUEUED = "/proc/sys/fs/inotify/max_queued_events"
+SCRATCH_DIR = "/tmp"
 
 
 def matches(link: str, st: os.stat_result) -> bool:
@@ -36,9 +49,10 @@ def dump(ctx, f):
     for mark in sorted(_inodes.marks(f.pid, f.fd, "inotify wd:"), key=lambda m: int(m["wd"])):
         w = msg.watches.add(wd=int(mark["wd"]), mask=int(mark["mask"], 16))
         _inodes.locate(ctx, f, mark, w)
-    queued = k.fionread(ctx.local_fd(f))
-    if queued:
-        log.warning("process %d fd %d: %d bytes of inotify events queued are not carried", f.pid, f.fd, queued)
+    msg.queued = k.fionread(ctx.local_fd(f))
+    if msg.queued:
+        log.warning("process %d fd %d: %d bytes of inotify events queued come back as IN_Q_OVERFLOW",
+                    f.pid, f.fd, msg.queued)
     return msg
 
 
@@ -52,6 +66,8 @@ def in_task(ctx, entry, msg, fds) -> None:
     (a deleted file made again and unlinked...) would otherwise queue events."""
     fd = fds[0]
     _add_watches(ctx, entry, msg, fd)
+    if msg.queued:
+        _queue_overflow(entry, fd)
     if entry.flags & os.O_NONBLOCK == 0:
         os.set_blocking(fd, True)
 
@@ -97,6 +113,31 @@ def _add_watches(ctx, entry, msg, fd: int) -> None:
             os.close(scratch)
     if burnt:
         _drain(fd)
+
+
+def _queue_overflow(entry, fd: int) -> None:
+    """Leave IN_Q_OVERFLOW alone in the queue (see the module docstring; fd is non-blocking)."""
+    where = f"inotify {entry.id}"
+    limit = int(proc.read_bytes(MAX_QUEUED).strip())        # the instance took it when it was made
+    try:
+        scratch = os.open(SCRATCH_DIR, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise RestoreError(f"{where}: cannot make a scratch file in {SCRATCH_DIR}: {e.strerror}") from None
+    try:
+        path = f"/proc/self/fd/{scratch}"
+        wd = k.inotify_add_watch(fd, path, IN_OPEN | IN_CLOSE_NOWRITE)
+        # open and close alternate, so that no event is merged with the one before it
+        for _ in range(limit // 2 + 1):
+            os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+        k.inotify_rm_watch(fd, wd)
+    finally:
+        os.close(scratch)
+    ahead = limit * EVENT_SIZE          # events on the scratch file carry no name
+    while ahead:
+        ahead -= len(os.read(fd, min(ahead, 1 << 16)))
+    # what is left can only be the overflow event (inotify cannot be peeked at)
+    if k.fionread(fd) != EVENT_SIZE:
+        raise RestoreError(f"{where}: could not queue IN_Q_OVERFLOW")
 
 
 def _drain(fd: int) -> None:

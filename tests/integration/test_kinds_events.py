@@ -102,6 +102,23 @@ def test_56b_inotify_leave_running(leave_running_cycle):
     leave_running_cycle("56_inotify")
 
 
+def test_184_inotify_queued_events_come_back_as_overflow(run_cycle):
+    run_cycle("184_inotify_queued")
+
+
+def test_184b_inotify_queued_events_leave_running(progs_built, tmp_path):
+    """A --leave-running dump leaves the queued events to the original, as they were."""
+    c = Cycle(progs_built / "184_inotify_queued", tmp_path)
+    try:
+        c.start(("original",))
+        c.wait_ready()
+        if not NO_CR:
+            c.lxc_cr("dump", ["-t", str(c.pid), "-D", str(c.imgdir), "--leave-running"], "dump.log")
+        c.signal_and_wait(EXIT_TIMEOUT, restored=False)
+    finally:
+        _kill_leftovers(c.pid)
+
+
 def test_57_fanotify(run_cycle):
     run_cycle("57_fanotify")
 

@@ -6,6 +6,7 @@ tree (this test process), an expected refusal, or a look at the original after a
 --leave-running dump drive the steps themselves with Cycle.
 """
 
+import os
 import socket
 import subprocess
 import threading
@@ -306,3 +307,83 @@ def test_82_unsupported_socket_refused(progs_built, tmp_path, family):
         if not NO_CR:
             f.refused(f.try_dump(), f"process {f.pid} fd {fd}: {family} socket is not supported")
         f.finish(restored=False)
+
+
+# ---- datagrams queued in UDP sockets
+
+
+def test_180_udp_queued_datagrams(run_cycle):
+    run_cycle("180_udp_queue")
+
+
+def test_180b_udp_queue_leave_running(progs_built, tmp_path):
+    """A --leave-running dump leaves every UDP queue (and peek offset) as it was; the images
+    then restore the same queues."""
+    with Flow(progs_built, tmp_path, "180_udp_queue") as f:
+        if not NO_CR:
+            f.c.lxc_cr("dump", ["-t", str(f.pid), "-D", str(f.c.imgdir), "--leave-running"], "dump.log")
+        f.finish(restored=False)
+        if NO_CR:
+            return
+        f.c.restore(())
+        log = f.finish(restored=True)
+        assert log.splitlines().count("PASS") == 2, log
+
+
+# ---- unix connections waiting to be accepted that hold data
+
+
+def test_181_unix_waiting_connections_with_data(run_cycle):
+    run_cycle("181_unix_waiting_data")
+
+
+def test_181b_unix_waiting_data_leave_running_refused(progs_built, tmp_path):
+    """Such data can only be read by accepting the connection: a --leave-running dump refuses,
+    naming the socket, the process and the fd, and the program still finds everything."""
+    with Flow(progs_built, tmp_path, "181_unix_waiting_data") as f:
+        if NO_CR:
+            return
+        f.refused(f.try_dump("--leave-running"), "unix stream socket @lxcr181-", f"process {f.pid} fd ",
+                  "waiting to be accepted holds data", "--leave-running")
+        f.finish(restored=False)
+
+
+# ---- half-closed TCP connections
+
+
+def test_183_tcp_half_closed(run_cycle):
+    run_cycle("183_tcp_half_closed", dump_opts=["--tcp-established"], restore_opts=["--tcp-established"])
+
+
+def test_183b_tcp_half_closed_leave_running(progs_built, tmp_path):
+    """--leave-running: both half-closed ends go through repair mode and come out of it intact."""
+    with Flow(progs_built, tmp_path, "183_tcp_half_closed") as f:
+        if not NO_CR:
+            f.c.lxc_cr("dump", ["-t", str(f.pid), "-D", str(f.c.imgdir), "--leave-running",
+                                "--tcp-established"], "dump.log")
+            assert not _nft_table_exists()
+        f.finish(restored=False)
+
+
+def test_183c_tcp_half_closed_refused_without_option(progs_built, tmp_path):
+    with Flow(progs_built, tmp_path, "183_tcp_half_closed") as f:
+        if not NO_CR:
+            f.refused(f.try_dump(), "(FIN_WAIT2)", "--tcp-established", f"process {f.pid} fd ")
+        f.finish(restored=False)
+
+
+def test_180c_udp_damaged_datagram_image_refused(progs_built, tmp_path):
+    """A UDP datagram image that lost bytes fails the restore with one line naming it, before
+    anything runs; the images are left as they were."""
+    with Flow(progs_built, tmp_path, "180_udp_queue") as f:
+        if NO_CR:
+            return
+        f.c.dump(())
+        image = next(p for p in f.c.imgdir.iterdir() if p.name.startswith("udp-"))
+        os.truncate(image, image.stat().st_size - 1)
+        before = sorted((p.name, p.stat().st_size) for p in f.c.imgdir.iterdir() if p.suffix == ".img")
+        res = f.try_restore()
+        assert res.returncode != 0, res
+        lines = res.stderr.splitlines()
+        assert len(lines) == 1 and "IP socket" in lines[0] and image.name in lines[0], res.stderr
+        assert before == sorted((p.name, p.stat().st_size) for p in f.c.imgdir.iterdir() if p.suffix == ".img")
