@@ -5,10 +5,20 @@ is put back), so nothing is consumed or reordered; files passed with SCM_RIGHTS 
 in our fd table and are dumped as files of their own.  Restore: each message (stream:
 each run of bytes) is sent again by the socket that will be its sender, with its
 files and credentials.
+
+A stream holding files in flight is the exception.  A read stops after the segment
+(skb) that carries files and gets them with the first byte it takes of it; a peek gets
+them too, but reaches ahead to them from wherever it starts, so where that segment
+starts can only be seen by consuming.  take_stream() therefore takes such a queue
+while the tree is frozen, a byte at a time up to each segment with files, and sends it
+all back at once from the other end of the connection, segment by segment with the
+same files and credentials: the queue is as it was (also for --leave-running), and the
+dump knows which byte the files came with.
 """
 from __future__ import annotations
 
 import array
+import logging
 import os
 import socket
 import struct
@@ -22,8 +32,10 @@ from ._unixdiag import RCV_SHUTDOWN, SOCK_DGRAM, SOCK_SEQPACKET, SOCK_STREAM
 SCM_RIGHTS, SCM_CREDENTIALS, SCM_PIDFD = 1, 2, 0x4C
 MSG_CMSG_CLOEXEC = 0x40000000
 PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT | MSG_CMSG_CLOEXEC
+TAKE = socket.MSG_DONTWAIT | MSG_CMSG_CLOEXEC
 ANC_SIZE = 8192                                  # room for SCM_MAX_FD (253) fds, credentials, a label
 CHUNK = 1 << 18                                  # bytes per read or send of queued data
+log = logging.getLogger("lxc_cr.unixsk")
 
 
 def dump_queue(ctx, st, f, sk, d: _unixdiag.Diag, msg) -> list:
@@ -31,7 +43,7 @@ def dump_queue(ctx, st, f, sk, d: _unixdiag.Diag, msg) -> list:
     out = None
     files = []
     try:
-        for data, fds, creds, sender in peek(sk, d):
+        for data, fds, creds, sender in _messages(ctx, st, f, sk, d):
             for fd in fds:
                 ctx.keep(fd)
             if out is None:
@@ -57,6 +69,20 @@ def dump_queue(ctx, st, f, sk, d: _unixdiag.Diag, msg) -> list:
         if p.sender:
             p.sender_id = st.named(ctx, p.sender, SOCK_DGRAM)
     return [(msg.packets[n - 1], fds) for fds, n in files]
+
+
+def _messages(ctx, st, f, sk, d: _unixdiag.Diag):
+    """The queue's messages, peeked; a stream with files in flight whose other end the dump
+    reaches is taken and put back instead, exact (see the module docstring)."""
+    if d.type == SOCK_STREAM and d.state == _unixdiag.ESTABLISHED and d.peer and st.reachable(ctx, d.peer) \
+            and _unixdiag.scm_fds(os.getpid(), sk.fileno()):
+        runs = take_stream(sk, st.local(ctx, d.peer))
+        if runs is not None:
+            return runs
+        log.warning("%s: its files in flight come back with the last byte of their message (the queue "
+                    "shows credentials of a process gone)", _unixdiag.what(f, d, _unixdiag.name_bytes(
+                        sk.getsockname())))
+    return peek(sk, d)
 
 
 def _same_creds(p, creds) -> bool:
@@ -99,7 +125,8 @@ def _peek_stream(sk, buf):
             # A peek ends with the message that passed files, but where that message
             # starts cannot be seen without consuming (every peek reaches ahead to the
             # files).  They go back with the last byte: a read of the whole message
-            # still gets them with it, a read that stops before it does not.
+            # still gets them with it, a read that stops before it does not (take_stream
+            # is exact, where it can be used).
             yield bytes(buf[:n - 1]), [], creds, b""
             yield bytes(buf[n - 1:n]), fds, creds, b""
         else:
@@ -153,6 +180,120 @@ def _parse_anc(anc) -> tuple[list[int], tuple | None]:
         elif kind == SCM_PIDFD and len(data) >= 4:
             os.close(struct.unpack_from("<i", data)[0])     # a pidfd the peek made for us
     return fds, creds
+
+
+# --- a stream with files in flight: taken and put back ----------------------------------
+
+def take_stream(sk, peer_fd: int) -> list | None:
+    """(data, fds, creds, b"") for each run of the stream's queue, a segment with files being
+    a run of its own; the queue is put back as it was by the peer (our fd on the other end).
+    The fds are ours: the caller keeps them.  None: the queue shows credentials of a process
+    that is gone, which could not be sent again (nothing was taken)."""
+    runs = []
+    with _peek_offset(sk):
+        if not _creds_can_be_sent(sk):
+            return None
+        try:
+            _take_all(sk, runs)
+        except UnsupportedError:
+            _take_rest(sk, runs)        # all of it, so that it goes back in its order
+            raise
+        finally:
+            _give_back(peer_fd, runs)
+    return [(bytes(data), fds, creds, b"") for data, fds, creds in runs]
+
+
+def _creds_can_be_sent(sk) -> bool:
+    """Credentials the queue shows (SO_PASSCRED) can be sent again only with a live pid."""
+    for _, fds, creds, _ in _peek_stream(sk, bytearray(CHUNK)):
+        close_all(fds)
+        if creds is not None and (creds[0] <= 0 or not os.path.exists(f"/proc/{creds[0]}")):
+            return False
+    return True
+
+
+def _take_all(sk, runs: list) -> None:
+    buf = bytearray(CHUNK)
+    while True:
+        sk.setsockopt(socket.SOL_SOCKET, _sock.SO_PEEK_OFF, 0)
+        got = _recv(sk, buf, len(buf))
+        if got is None or got[0] == 0:
+            return
+        n, fds, _, _ = got
+        close_all(fds)
+        if not fds:
+            _take_exact(sk, buf, n, runs)
+            continue
+        # up to the end of the segment with files, a byte at a time until one comes with them
+        while n:
+            taken, fds, creds = _take(sk, buf, 1)
+            n -= taken
+            if fds:
+                runs.append([bytearray(buf[:1]), fds, creds])
+                _take_exact(sk, buf, n, runs, into=runs[-1])
+                break
+            _add(runs, buf[:1], creds)
+
+
+def _take_exact(sk, buf, n: int, runs: list, into=None) -> None:
+    """Take n bytes without files, appended to `into` (a run) or to the runs."""
+    while n:
+        size, fds, creds = _take(sk, buf, n)
+        if fds:
+            close_all(fds)
+            raise UnsupportedError("unix stream: files in flight came where none were seen")
+        if into is not None:
+            into[0].extend(buf[:size])
+        else:
+            _add(runs, buf[:size], creds)
+        n -= size
+
+
+def _add(runs: list, data, creds) -> None:
+    """Bytes without files: they join the last run if it has none and the same credentials."""
+    if runs and not runs[-1][1] and runs[-1][2] == creds:
+        runs[-1][0].extend(data)
+    else:
+        runs.append([bytearray(data), [], creds])
+
+
+def _take_rest(sk, runs: list) -> None:
+    buf = bytearray(CHUNK)
+    while True:
+        try:
+            n, fds, creds = _take(sk, buf, len(buf))
+        except UnsupportedError:
+            return
+        runs.append([bytearray(buf[:n]), fds, creds])
+
+
+def _take(sk, buf, size: int):
+    try:
+        n, anc, mflags, _ = sk.recvmsg_into([memoryview(buf)[:size]], ANC_SIZE, TAKE)
+    except BlockingIOError:
+        raise UnsupportedError("unix stream: its queue emptied while it was read") from None
+    fds, creds = _parse_anc(anc)
+    if mflags & socket.MSG_CTRUNC:
+        close_all(fds)
+        raise UnsupportedError("a queued message carries more control data than can be read")
+    if n == 0:
+        raise UnsupportedError("unix stream: end of stream inside its queue")
+    return n, fds, creds
+
+
+def _give_back(peer_fd: int, runs: list) -> None:
+    total = sum(len(data) + 1024 for data, _, _ in runs)
+    with _sock.borrow(peer_fd) as peer, _sock.big_send_buffer(peer, total):
+        for data, fds, creds in runs:
+            rights = [(socket.SOL_SOCKET, SCM_RIGHTS, array.array("i", fds))] if fds else []
+            cred = [(socket.SOL_SOCKET, SCM_CREDENTIALS, struct.pack("<iII", *creds))] if creds else []
+            view = memoryview(data)
+            # a segment with files in one sendmsg, so that they stay with its first byte
+            n = peer.sendmsg([view], rights + cred, socket.MSG_DONTWAIT)
+            view = view[n:]
+            while view:
+                n = peer.sendmsg([view[:CHUNK]], cred, socket.MSG_DONTWAIT)
+                view = view[n:]
 
 
 def close_all(fds) -> None:

@@ -121,14 +121,19 @@ def test_74_unix_files_in_flight(run_cycle):
     run_cycle("74_unix_scm_rights")
 
 
+def test_185_unix_stream_files_stay_on_their_segment(run_cycle):
+    run_cycle("185_unix_stream_fd_segments")
+
+
 # ---- --leave-running: the original's queues are untouched
 
 
 @pytest.mark.parametrize("prog,restore_after", [("70_unix_stream", True), ("71_unix_dgram", True),
-                                                ("73_unix_listener", True), ("74_unix_scm_rights", False)])
+                                                ("73_unix_listener", True), ("74_unix_scm_rights", False),
+                                                ("185_unix_stream_fd_segments", False)])
 def test_75_leave_running_leaves_queues(progs_built, tmp_path, prog, restore_after):
     """The original reads every queue intact after a --leave-running dump; then the images restore
-    (74 removes its files when done, so its images cannot be restored after it ran)."""
+    (74 and 185 remove their files when done, so their images cannot be restored after they ran)."""
     with Flow(progs_built, tmp_path, prog) as f:
         if not NO_CR:
             f.c.lxc_cr("dump", ["-t", str(f.pid), "-D", str(f.c.imgdir), "--leave-running"], "dump.log")
