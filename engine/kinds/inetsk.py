@@ -14,7 +14,9 @@ peer to the dumped end are dropped by an nftables rule (table inet lxc_cr):
 without it, a segment or ACK from the peer reaching the closed port would get a
 reset and kill the peer's connection.  The restore rebuilds the socket in repair
 mode (no handshake), refills the queues, and lifts the rule; the peer's next
-retransmission reaches it, so the peer sees nothing but a pause.
+retransmission reaches it, so the peer sees nothing but a pause.  Connections
+caught while closing (CLOSE_WAIT, FIN_WAIT1, FIN_WAIT2, LAST_ACK, CLOSING) are
+carried the same way, their FINs sent or received again (_tcpfin.py).
 
 UDP sockets come back bound and connected as they were, with the datagrams
 queued in them, from their senders' addresses (_udpq.py).
@@ -44,7 +46,7 @@ FAMILY_NAMES = {1: "unix (from another network namespace)", 16: "netlink", 17: "
 TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
               7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING"}
 ESTABLISHED, SYN_RECV, CLOSE, LISTEN = 1, 3, 7, 10
-CONNECTED = (ESTABLISHED,) + _tcpfin.HALF_CLOSED       # carried through repair mode
+CONNECTED = (ESTABLISHED,) + _tcpfin.CLOSING_STATES       # carried through repair mode
 
 TCP_MAXSEG, TCP_INFO = 2, 11
 TCP_REPAIR, TCP_REPAIR_QUEUE, TCP_QUEUE_SEQ, TCP_REPAIR_OPTIONS = 19, 20, 21, 22
@@ -124,7 +126,8 @@ def _refuse(ctx, f, msg, info: bytes, sk) -> None:
                                    f"({TCP_STATES[msg.state]}); use --tcp-established")
         return
     raise UnsupportedError(f"{_what(f, msg)} is in state {TCP_STATES.get(msg.state, msg.state)}, "
-                           f"which is not supported (LISTEN, CLOSE, ESTABLISHED, CLOSE_WAIT and FIN_WAIT2 are)")
+                           f"which is not supported (LISTEN, CLOSE, ESTABLISHED, CLOSE_WAIT, FIN_WAIT1, FIN_WAIT2, "
+                           f"LAST_ACK and CLOSING are)")
 
 
 def _half_open(msg) -> int:
@@ -211,8 +214,8 @@ def _read_repair(ctx, f, sk, msg, info: bytes) -> None:
     try:
         sk.setsockopt(IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE)
         tcp.send_seq = struct.unpack("I", sk.getsockopt(IPPROTO_TCP, TCP_QUEUE_SEQ, 4))[0]
-        tcp.send_len = _ioctl_int(sk, SIOCOUTQ)
-        tcp.unsent_len = _ioctl_int(sk, SIOCOUTQNSD)
+        tcp.send_len, tcp.unsent_len = _tcpfin.data_lengths(msg.state, _ioctl_int(sk, SIOCOUTQ),
+                                                            _ioctl_int(sk, SIOCOUTQNSD))
         _copy_queue(sk, tcp.send_len, out, f"{_what(f, msg)}: send queue")
         sk.setsockopt(IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE)
         tcp.recv_seq = struct.unpack("I", sk.getsockopt(IPPROTO_TCP, TCP_QUEUE_SEQ, 4))[0]

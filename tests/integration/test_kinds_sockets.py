@@ -392,3 +392,32 @@ def test_180c_udp_damaged_datagram_image_refused(progs_built, tmp_path):
         lines = res.stderr.splitlines()
         assert len(lines) == 1 and "IP socket" in lines[0] and image.name in lines[0], res.stderr
         assert before == sorted((p.name, p.stat().st_size) for p in f.c.imgdir.iterdir() if p.suffix == ".img")
+
+
+# ---- TCP connections caught while closing, a FIN of ours not yet acknowledged
+
+
+def test_186_tcp_closing_states(run_cycle):
+    run_cycle("186_tcp_closing_states", dump_opts=["--tcp-established"], restore_opts=["--tcp-established"])
+
+
+def test_186b_tcp_closing_states_leave_running(progs_built, tmp_path):
+    """--leave-running: the closing connections go through repair mode and come out of it as they were."""
+    with Flow(progs_built, tmp_path, "186_tcp_closing_states") as f:
+        if not NO_CR:
+            f.c.lxc_cr("dump", ["-t", str(f.pid), "-D", str(f.c.imgdir), "--leave-running",
+                                "--tcp-established"], "dump.log")
+            assert not _nft_table_exists()
+        f.finish(restored=False)
+
+
+def test_186c_tcp_closing_states_refused(progs_built, tmp_path):
+    """Without --tcp-established each closing connection is refused by state, process and fd."""
+    with Flow(progs_built, tmp_path, "186_tcp_closing_states") as f:
+        if not NO_CR:
+            f.refused(f.try_dump(), "--tcp-established", f"process {f.pid} fd ")
+            check = subprocess.run([str(LXC_CR), "dump", "--check-only", "-t", str(f.pid)], capture_output=True,
+                                   text=True)
+            for state in ("CLOSE_WAIT", "FIN_WAIT1", "FIN_WAIT2", "LAST_ACK", "CLOSING"):
+                assert f"({state}); use --tcp-established" in check.stdout, check.stdout
+        f.finish(restored=False)
