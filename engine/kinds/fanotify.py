@@ -6,17 +6,27 @@ mount mark's mount by its id and a file system mark's by its device, both
 through the task's mountinfo.
 Restore: fanotify_init in the orchestrator; the marks in the first holder
 (in_task), once every file of the dump is open (opening them would queue
-events).  Events still queued at dump time are not carried (the dump log says
-how many bytes were lost); a permission event waiting for an answer is lost
-with them.
+events).  Events still queued at dump time cannot be read without taking them from
+the task: as for inotify, the restored group gets FAN_Q_OVERFLOW instead, what the
+kernel queues when events were lost, so that the application rescans.  It is made
+honestly, before the marks: a scratch mark on a scratch directory (FAN_CLOSE_WRITE of
+its children) and as many nameless files closed in it as the group's queue holds
+(fs.fanotify.max_queued_events; files, not one file, as fanotify merges the events
+of one file) fill the queue past its limit, the mark goes, and the events ahead of the
+overflow are read off (about 0.3 s to 2 s at the default limit).  A group made with
+FAN_UNLIMITED_QUEUE cannot overflow: its events are lost (the log says so).  A
+permission event waiting for an answer is lost with the others.
 """
 from __future__ import annotations
 
 import logging
 import os
+import struct
+import tempfile
 
 from .. import kernel as k
-from ..errors import ImageError, UnsupportedError
+from .. import proc
+from ..errors import ImageError, RestoreError, UnsupportedError
 from . import _inodes
 from .fanotify_pb2 import Fanotify as MESSAGE
 from .fanotify_pb2 import FanotifyMark as Mark
@@ -27,6 +37,14 @@ FAN_MARK_IGNORED_MASK, FAN_MARK_IGNORED_SURV_MODIFY, FAN_MARK_EVICTABLE, FAN_MAR
 MFLAGS = FAN_MARK_IGNORED_SURV_MODIFY | FAN_MARK_EVICTABLE | FAN_MARK_IGNORE
 TYPE_FLAG = {Mark.INODE: 0, Mark.MOUNT: FAN_MARK_MOUNT, Mark.FILESYSTEM: FAN_MARK_FILESYSTEM}
 AT_FDCWD = -100
+FAN_MARK_REMOVE, FAN_UNLIMITED_QUEUE = 0x2, 0x10
+FAN_CLOSE_WRITE, FAN_EVENT_ON_CHILD = 0x8, 0x08000000
+MAX_QUEUED = "/proc/sys/fs/fanotify/max_queued_events"
+SCRATCH_DIR = "/tmp"
+EVENT_METADATA = "<IBBHQii"             # struct fanotify_event_metadata
+EVENT_METADATA_LEN = 24
+EVENT_READ = 4096                       # the first read: some events, far fewer than the limit
+EVENTS_PER_READ = 128
 log = logging.getLogger("lxc_cr.kinds")
 
 
@@ -44,9 +62,10 @@ def dump(ctx, f):
     for line in reversed(lines):
         if line is not head:
             _dump_mark(ctx, f, line, msg.marks.add())
-    queued = k.fionread(ctx.local_fd(f))
-    if queued:
-        log.warning("process %d fd %d: %d bytes of fanotify events queued are not carried", f.pid, f.fd, queued)
+    msg.queued = k.fionread(ctx.local_fd(f))
+    if msg.queued:
+        lost = "are lost (unlimited queue)" if msg.init_flags & FAN_UNLIMITED_QUEUE else "come back as FAN_Q_OVERFLOW"
+        log.warning("process %d fd %d: %d bytes of fanotify events queued %s", f.pid, f.fd, msg.queued, lost)
     return msg
 
 
@@ -90,8 +109,53 @@ def open(ctx, entry, msg) -> int:
 
 
 def in_task(ctx, entry, msg, fds) -> None:
+    if msg.queued and not msg.init_flags & FAN_UNLIMITED_QUEUE:
+        _queue_overflow(entry, fds[0])
     for m in msg.marks:
         _add_mark(ctx, entry, fds[0], m)
+
+
+def _queue_overflow(entry, fd: int) -> None:
+    """Leave FAN_Q_OVERFLOW alone in the queue (see the module docstring)."""
+    where = f"fanotify {entry.id}"
+    limit = int(proc.read_bytes(MAX_QUEUED).strip())        # the group took it when it was made
+    blocking = os.get_blocking(fd)
+    os.set_blocking(fd, False)
+    scratch = None
+    try:
+        scratch = tempfile.mkdtemp(prefix="lxc-cr-fanotify-", dir=SCRATCH_DIR)
+        k.fanotify_mark(fd, FAN_MARK_ADD, FAN_CLOSE_WRITE | FAN_EVENT_ON_CHILD, AT_FDCWD, scratch)
+        for _ in range(limit + 1):
+            os.close(os.open(scratch, os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+        k.fanotify_mark(fd, FAN_MARK_REMOVE, FAN_CLOSE_WRITE | FAN_EVENT_ON_CHILD, AT_FDCWD, scratch)
+        _read_events(fd, limit, where)
+    except OSError as e:
+        raise RestoreError(f"{where}: cannot queue FAN_Q_OVERFLOW: {e.strerror}") from None
+    finally:
+        if scratch is not None:
+            os.rmdir(scratch)
+        os.set_blocking(fd, blocking)
+    # what is left can only be the overflow event (fanotify cannot be peeked at)
+    if k.fionread(fd) != EVENT_METADATA_LEN:
+        raise RestoreError(f"{where}: could not queue FAN_Q_OVERFLOW")
+
+
+def _read_events(fd: int, count: int, where: str) -> None:
+    """Read off `count` events on the scratch files (closing the fds they carry), never more:
+    each read has room for at most as many as are left, all of one size."""
+    size = EVENT_READ
+    while count:
+        data = os.read(fd, min(count, EVENTS_PER_READ) * size if size != EVENT_READ else size)
+        at = 0
+        while at < len(data):
+            event_len, _, _, _, _, event_fd, _ = struct.unpack_from(EVENT_METADATA, data, at)
+            if event_fd >= 0:
+                os.close(event_fd)
+            at += event_len
+            count -= 1
+            size = event_len
+        if count < 0:
+            raise RestoreError(f"{where}: could not queue FAN_Q_OVERFLOW (events of unequal sizes)")
 
 
 def _add_mark(ctx, entry, fd: int, m) -> None:

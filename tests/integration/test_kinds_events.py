@@ -225,3 +225,20 @@ def test_damaged_pipe_data_is_refused_before_anything_runs(progs_built, tmp_path
 def _lxc_cr(*args):
     return subprocess.run([str(LXC_CR), *args], capture_output=True, text=True, stdin=subprocess.DEVNULL,
                           timeout=120)
+
+
+def test_187_fanotify_queued_events_come_back_as_overflow(run_cycle):
+    run_cycle("187_fanotify_queued", args=("original",) if NO_CR else ())
+
+
+def test_187b_fanotify_queued_events_leave_running(progs_built, tmp_path):
+    """A --leave-running dump leaves the queued event to the original, as it was."""
+    c = Cycle(progs_built / "187_fanotify_queued", tmp_path)
+    try:
+        c.start(("original",))
+        c.wait_ready()
+        if not NO_CR:
+            c.lxc_cr("dump", ["-t", str(c.pid), "-D", str(c.imgdir), "--leave-running"], "dump.log")
+        c.signal_and_wait(EXIT_TIMEOUT, restored=False)
+    finally:
+        _kill_leftovers(c.pid)
