@@ -288,6 +288,7 @@ class _Restorer:
             k.lib.lxc_futex_wake(self._cb_ptr(CB_GO), 1 << 30)
             trapped = self._trace_until_trapped()
             memory.seal_shmem(self.img.shmem, self.shmem_fds)     # every mapping exists now
+            sysvipc.remove_again(pid, self.img.sysvipc)
             fault_point("registers")
             self._finish(trapped)
             return pid

@@ -7,8 +7,8 @@ creator, mode; a segment's size, a queue's qbytes).  A segment's bytes go from
 its shmem file to sysvshm-ID.img inside the kernel (attached read-only, opened
 through /proc/self/map_files, copied with copy_file_range/sendfile, holes
 kept); a queue's messages are read in order without being taken (msgrcv
-MSG_COPY); a set's values with GETALL.  Refused: a segment removed (IPC_RMID)
-while still attached, which no restored task could attach again.
+MSG_COPY); a set's values with GETALL.  With kernel.shm_rmid_forced on, the
+last detach of a segment removes it: it is off while the segments are read.
 
 Restore, in the root task once it is in its new IPC namespace and before it
 forks anything: each object is created with its id (kernel.{shm,msg,sem}_next_id
@@ -18,6 +18,9 @@ filled from its image with preadv into an attachment (only the ranges that hold
 data), locked again if it was (SHM_LOCK); messages are sent back in order; the
 values are set with SETALL.  The sysctls are written last, so that a limit
 lowered below what already existed at dump time does not stop the creation.
+A segment removed (IPC_RMID) while still attached (SHM_DEST, nameless) is made
+like any other and removed again by the orchestrator once every restored task
+has attached it (remove_again).
 
 Attachments: a task's mapping of a segment (`/SYSV<key> (deleted)` in its maps,
 the inode is the id) is a VMA of kind SYSV_SHM (engine/memory.py); restore
@@ -91,8 +94,9 @@ def dump(pid: int, images):
         for name in SYSCTLS:
             with open(f"/proc/sys/{name}") as f:
                 msg.sysctls.add(name=name, value=f.read().strip())
-        for ipc_id in _ids("shm"):
-            _dump_shm(msg.shm.add(), ipc_id, images)
+        with _rmid_not_forced():
+            for ipc_id in _ids("shm"):
+                _dump_shm(msg.shm.add(), ipc_id, images)
         for ipc_id in _ids("msg"):
             _dump_msg(msg.msg.add(), ipc_id)
         for ipc_id in _ids("sem"):
@@ -103,6 +107,22 @@ def dump(pid: int, images):
     log.info("IPC namespace of %d: %d shm segments, %d message queues, %d semaphore sets",
              pid, len(msg.shm), len(msg.msg), len(msg.sem))
     return msg
+
+
+@contextlib.contextmanager
+def _rmid_not_forced():
+    """kernel.shm_rmid_forced off for the block: reading a detached segment attaches and
+    detaches it, and with the sysctl on, that detach would remove it."""
+    path = "/proc/sys/kernel/shm_rmid_forced"
+    with open(path) as f:
+        forced = f.read().strip() != "0"
+    if forced:
+        _write(path, "0")
+    try:
+        yield
+    finally:
+        if forced:
+            _write(path, "1")
 
 
 def _ids(kind: str) -> list[int]:
@@ -119,10 +139,7 @@ def _dump_shm(shm, ipc_id: int, images) -> None:
     from .memory import _data_ranges
     raw = k.ipc_stat("shm", ipc_id)
     _perm(shm.perm, raw, ipc_id)
-    if shm.perm.mode & k.SHM_DEST:
-        raise UnsupportedError(f"SysV shared memory segment {ipc_id} (key {shm.perm.key:#x}) was removed "
-                               f"(IPC_RMID) while still attached; such segments are not supported")
-    shm.perm.mode &= 0o777 | k.SHM_LOCKED
+    shm.perm.mode &= 0o777 | k.SHM_LOCKED | k.SHM_DEST
     shm.size = struct.unpack_from("<Q", raw, k.SHM_SEGSZ)[0]
     shm.data = f"sysvshm-{ipc_id}.img"
     out = images.create(shm.data)
@@ -195,7 +212,8 @@ def load(images, inventory):
             name = f"{where}: {kind} {p.id}"
             if p.id < 0 or p.id in seen_ids or (p.key and p.key in seen_keys):
                 raise ImageError(f"{name}: bad or repeated id or key")
-            if p.mode & ~(0o777 | (k.SHM_LOCKED if kind == "shm" else 0)):
+            if p.mode & ~(0o777 | (k.SHM_LOCKED | k.SHM_DEST if kind == "shm" else 0)) or (
+                    p.mode & k.SHM_DEST and p.key):
                 raise ImageError(f"{name}: bad mode {p.mode:#o}")
             seen_ids.add(p.id)
             seen_keys.add(p.key)
@@ -302,6 +320,16 @@ def _write(path: str, value: str) -> None:
     except OSError as e:
         name = path[len("/proc/sys/"):].replace("/", ".")
         raise RestoreError(f"cannot set {name} to {value}: {e.strerror}") from None
+
+
+def remove_again(root: int, img) -> None:
+    """In the orchestrator, once every restored task has attached its segments: remove the
+    segments that were removed while attached at dump time, in root's IPC namespace."""
+    removed = [s.perm.id for s in img.shm if s.perm.mode & k.SHM_DEST] if img is not None else []
+    if removed:
+        with _in_ipc_ns(root):
+            for ipc_id in removed:
+                k.syscall("shmctl", ipc_id, k.IPC_RMID, 0)
 
 
 def attach(v, addr: int) -> int:

@@ -104,3 +104,29 @@ def test_host_segment_attached_is_refused(tmp_path):
         os.kill(root, signal.SIGUSR1)
         unshare.wait(timeout=30)
         assert "PASS" in log.read_text()
+
+
+@pytest.mark.parametrize("restored", [False, True], ids=["leave-running", "restored"])
+def test_142_segments_a_dump_must_not_lose(tmp_path, restored):
+    """142_sysvipc_removed: a detached segment survives a --leave-running dump with
+    kernel.shm_rmid_forced on, and comes back after a restore; a segment removed while
+    attached (SHM_DEST) comes back shared by both its attachments, still removed."""
+    if NO_CR and not restored:
+        pytest.skip("needs lxc-cr")
+    with unshared(tmp_path, "142_sysvipc_removed", ("--ipc",)) as (unshare, root, log):
+        if not NO_CR:
+            images = tmp_path / "images"
+            res = subprocess.run([LXC_CR, "dump", "-t", str(root), "-D", images, "-o", "dump.log", "-v4"]
+                                 + ([] if restored else ["--leave-running"]), capture_output=True, text=True)
+            assert res.returncode == 0, res.stderr
+        if restored and not NO_CR:
+            unshare.wait()
+            res = restore(tmp_path, images)
+            assert res.returncode == 0, res.stderr + (images / "restore.log").read_text()
+        os.kill(root, signal.SIGUSR1)
+        if restored and not NO_CR:
+            _, status = os.waitpid(root, 0)
+            assert os.waitstatus_to_exitcode(status) == 0, log.read_text()
+        else:
+            unshare.wait(timeout=30)
+        assert "PASS" in log.read_text() and "FAIL" not in log.read_text(), log.read_text()
