@@ -391,18 +391,17 @@ def _refuse_unsupported(opts) -> None:
     if opts.empty_ns & ~CLONE_NEWNET:
         raise UnsupportedError(f"empty_ns {opts.empty_ns:#x}: only the network namespace (0x40000000) can "
                                f"be asked for empty")
-    _check_cgroup_mode(opts)
 
 
-def _check_cgroup_mode(opts) -> None:
-    """What the engine does with cgroups is CRIU's soft mode without properties: every task
-    goes back into its cgroups, made if missing; nothing is written into them."""
+def _cgroup_mode(opts) -> str | None:
+    """manage_cgroups_mode as plan.manage_cgroups (engine/cgroups.py MODES, CRIU's meanings);
+    None: the default (soft, or what a policy says).  manage_cgroups set false is CRIU's ignore."""
     pb = _pb()
-    mode = opts.manage_cgroups_mode if opts.HasField("manage_cgroups_mode") else (
-        pb.CG_SOFT if opts.manage_cgroups or not opts.HasField("manage_cgroups") else pb.CG_IGNORE)
-    if mode not in (pb.CG_SOFT, pb.CG_DEFAULT):
-        raise UnsupportedError(f"manage_cgroups mode {pb.CgroupMode.Name(mode)[3:].lower()}: only soft "
-                               f"(membership restored, no properties) is supported")
+    if opts.HasField("manage_cgroups_mode") and opts.manage_cgroups_mode != pb.CG_DEFAULT:
+        return pb.CgroupMode.Name(opts.manage_cgroups_mode)[3:].lower()
+    if opts.HasField("manage_cgroups") and not opts.manage_cgroups:
+        return "ignore"
+    return None
 
 
 def _is_set(opts, name: str) -> bool:
@@ -427,6 +426,7 @@ def _args(opts, dirs: "_Dirs", command: str, **more) -> "argparse.Namespace":
     from .cli import _parser
     args = _parser().parse_args([command])
     args.images_dir, args.log_file, args.verbosity = dirs.images, dirs.log, _verbosity(opts)
+    args.manage_cgroups = _cgroup_mode(opts)
     for option, name in FLAG_OPTIONS.items():
         if getattr(opts, option):
             setattr(args, name, getattr(opts, option))

@@ -104,12 +104,30 @@ def restore_argv(images, dst):
             *[arg for h in HIERARCHIES for arg in ("--cgroup-root", f"{h}:/{dst}")]]
 
 
-def test_150_limits_hold_under_another_root(tmp_path, names):
+def restore_over_rpc(tmp_path, images, dst):
+    """The same restore as a runc client asks it: cg_root entries, manage_cgroups_mode full."""
+    from lxc_cr import rpc_pb2 as pb
+    from test_rpc import Client, _dir_fd, restore_request
+    images_fd, work_fd = _dir_fd(images), _dir_fd(tmp_path / "work")
+    try:
+        req = restore_request(images_fd, work_fd, manage_cgroups_mode=pb.CG_FULL,
+                              cg_root=[pb.CgroupRoot(ctrl=h, path=f"/{dst}") for h in HIERARCHIES])
+        resp, code = Client(tmp_path).call(req)
+    finally:
+        os.close(images_fd)
+        os.close(work_fd)
+    assert code == 0 and resp.success, (resp, (tmp_path / "work" / "restore.log").read_text())
+
+
+@pytest.mark.parametrize("via", ["cli", "rpc"])
+def test_150_limits_hold_under_another_root(tmp_path, names, via):
     src, dst = names
     p, log = start(tmp_path, src, dst)
     pid = p.pid
     try:
-        if not NO_CR:
+        if not NO_CR and via == "rpc":
+            restore_over_rpc(tmp_path, dump(tmp_path, p, src), dst)
+        elif not NO_CR:
             images = dump(tmp_path, p, src)
             res = subprocess.run(restore_argv(images, dst), capture_output=True, text=True)
             assert res.returncode == 0, res.stderr + (images / "restore.log").read_text()

@@ -179,8 +179,6 @@ def test_pre_dump_is_refused_clearly(tmp_path):
         images_dir_fd=987)).SerializeToString(), "images_dir_fd 987"),
     ("a DUMP with a page server", pb.Request(type=pb.DUMP, opts=pb.Options(images_dir_fd=0, pid=1, ps=pb.PageServerInfo(
         port=1234))).SerializeToString(), "page server"),
-    ("a DUMP with full cgroup mode", pb.Request(type=pb.DUMP, opts=pb.Options(
-        images_dir_fd=0, pid=1, manage_cgroups_mode=pb.CG_FULL)).SerializeToString(), "manage_cgroups mode full"),
 ])
 def test_bad_requests_get_an_error_answer(tmp_path, what, data, message):
     c = Client(tmp_path)
