@@ -20,7 +20,8 @@ with CRIU's meanings:
   props   the same, and every dumped property is set
   soft    missing cgroups are created; properties are set in those created only (default)
   full    missing cgroups are created; properties are set in all of the tree's cgroups
-  strict  like full, but none of the tree's cgroups may exist beforehand
+  strict  like full, but none of the tree's cgroups may exist beforehand (the restorer's own
+          cgroups and their parents excepted: tasks there inherit them)
 
 The orchestrator creates and sets everything (parents first) before the root
 task is forked; each restoring task moves itself into its cgroups before it
@@ -183,6 +184,9 @@ class Placement:
             if old != new:
                 log.info("cgroups below %s are restored below %s", old, new)
         mine = {_key(c): p for c, p in _cgroups_of("self")}
+        # the restorer's own cgroups (and their parents) exist whatever the mode: tasks placed
+        # there inherit them, as CRIU leaves its own cgroup set alone
+        self.ours = {self._dir(key, p) for key, p in mine.items() if key in self.mounts}
         for pid, t in tasks.items():
             dirs = []
             for cg in t.cgroups:
@@ -207,7 +211,7 @@ class Placement:
             needed |= set(self.props)
         for d in sorted(needed):
             if os.path.isdir(d):
-                if self.mode == "strict" and d in self.props:
+                if self.mode == "strict" and d in self.props and not self._holds_us(d):
                     raise RestoreError(f"cgroup {d} exists already (--manage-cgroups=strict)")
             elif self.mode in ("none", "props"):
                 raise RestoreError(f"cgroup {d} does not exist (--manage-cgroups={self.mode} "
@@ -217,6 +221,9 @@ class Placement:
             if d in self.props and (self.mode in ("props", "full", "strict") or d in self.created):
                 cgroup_props.apply(d, self.props[d])
         fault_point("cgroups")
+
+    def _holds_us(self, d: str) -> bool:
+        return any(o == d or o.startswith(d + "/") for o in self.ours)
 
     def _makedirs(self, d: str) -> None:
         if os.path.isdir(d):

@@ -3,6 +3,7 @@
 by 150_cgroup_props); a restore that fails after making cgroups leaves none behind."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import time
 import pytest
 
 from conftest import BIN_DIR, LXC_CR, NO_CR
+from test_cgroups import cgroups, dump_and_remove, start_inside  # noqa: F401  (cgroups: a fixture)
 
 HIERARCHIES = ("pids", "memory", "cpu")
 LIMITS = {"pids": ("pids.max", "57"), "memory": ("memory.limit_in_bytes", str(64 << 20)),
@@ -194,3 +196,42 @@ def test_corrupted_cgroup_image_refused(tmp_path, names):
     assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
     assert "cgroups.img" in res.stderr and "memory.limit_in_bytes" in res.stderr, res.stderr
     assert not os.path.exists(cgdir("memory", dst))
+
+
+def test_strict_refuses_an_existing_root(tmp_path, names):
+    """strict makes the tree's cgroups itself: a new root that exists already is refused,
+    and nothing is left behind."""
+    if NO_CR:
+        pytest.skip("needs lxc-cr")
+    src, dst = names
+    p, log = start(tmp_path, src, dst)
+    images = dump(tmp_path, p, src)
+    argv = [a if a != "--manage-cgroups=full" else "--manage-cgroups=strict" for a in restore_argv(images, dst)]
+    res = subprocess.run(argv, capture_output=True, text=True)
+    assert res.returncode == 1 and f"{cgdir('pids', dst)} exists already (--manage-cgroups=strict)" in res.stderr, \
+        res.stderr
+    assert not any(os.path.exists(cgdir(h, dst)) for h in HIERARCHIES if h != "pids")
+    assert not os.path.exists(f"/proc/{p.pid}")
+
+
+def test_strict_leaves_the_restorers_own_cgroups_alone(tmp_path, cgroups):
+    """A tree sharing a cgroup of the restorer's (here the memory cgroup this session runs in)
+    inherits it: strict does not count it as a cgroup that should not exist."""
+    if NO_CR:
+        pytest.skip("needs lxc-cr")
+    own = dict(line.split(":", 2)[1:] for line in open("/proc/self/cgroup").read().splitlines())
+    if own.get("memory", "/") == "/":
+        pytest.skip("this session is in the memory hierarchy's root cgroup")
+    p, log = start_inside(tmp_path, cgroups)
+    try:
+        images = dump_and_remove(tmp_path, p, cgroups)
+        res = subprocess.run([LXC_CR, "restore", "-D", images, "-d", "--manage-cgroups=strict"],
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        assert own["memory"] in open(f"/proc/{p.pid}/cgroup").read()
+        os.kill(p.pid, signal.SIGUSR1)
+        os.waitpid(p.pid, 0)
+        assert "PASS" in log.read_text() and "FAIL" not in log.read_text(), log.read_text()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
