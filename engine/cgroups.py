@@ -169,6 +169,7 @@ class Placement:
         self.created: list[str] = []
         self.targets: dict[int, list[str]] = {}
         self.props: dict[str, list] = {}     # cgroup directory -> dumped properties
+        self.dirs: dict[str, int] = {}       # target directory -> our O_PATH fd on it
         if mode == "ignore":
             log.info("--manage-cgroups=ignore: tasks stay in the restorer's cgroups")
             return
@@ -220,6 +221,10 @@ class Placement:
                 self._makedirs(d)
             if d in self.props and (self.mode in ("props", "full", "strict") or d in self.created):
                 cgroup_props.apply(d, self.props[d])
+        for d in sorted({d for dirs in self.targets.values() for d in dirs}):
+            # held: a task that joins after entering a restored mount namespace
+            # (engine/mounts.py) no longer sees the host's cgroup paths
+            self.dirs[d] = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         fault_point("cgroups")
 
     def _holds_us(self, d: str) -> bool:
@@ -239,9 +244,16 @@ class Placement:
     def join(self, pid: int) -> None:
         """In restoring task pid: move ourselves ("0" is the writer) into each of our cgroups."""
         for d in self.targets.get(pid, ()):
-            procs = os.path.join(d, "cgroup.procs")
-            with open(procs, "w") as f:
-                f.write("0")
+            fd = os.open("cgroup.procs", os.O_WRONLY | os.O_CLOEXEC, dir_fd=self.dirs[d])
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+
+    def close(self) -> None:
+        for fd in self.dirs.values():
+            os.close(fd)
+        self.dirs.clear()
 
     def undo(self) -> None:
         for d in reversed(self.created):

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from . import files as files_mod
-from . import cgroups, locks, namespaces, netns, pidns, proc, sysvipc, task as task_mod
+from . import cgroups, locks, mounts, namespaces, netns, pidns, proc, sysvipc, task as task_mod
 from .errors import CRError, DumpError, UnsupportedError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir, prune
 from .memory import MemoryDumper
@@ -130,6 +130,7 @@ class _Collector:
         self.ipc_ns = namespaces.dump_ipc(self.plan.pid)
         self.sysvipc = sysvipc.dump(self.plan.pid, self.images) if self.ipc_ns else None
         self.cgroup_ns = namespaces.dump_cgroup_ns(self.plan.pid)
+        self.mnt_ns = mounts.dump(self.plan, self.images)
         self.net = netns.dump(self.plan.pid, pb)      # and the dumper stays in it
         self._check_sessions()
         for pid in self.s.order:
@@ -217,7 +218,7 @@ class _Collector:
                            kernel_release=platform.release(), arch=platform.machine(),
                            page_size=os.sysconf("SC_PAGE_SIZE"), xfeatures=task_mod.xfeatures(),
                            xsave_size=task_mod.xsave_size(), shell_job=self.plan.shell_job,
-                           pid_ns=self.pid_ns, ipc_ns=self.ipc_ns, cgroup_ns=self.cgroup_ns,
+                           pid_ns=self.pid_ns, ipc_ns=self.ipc_ns, cgroup_ns=self.cgroup_ns, mnt_ns=self.mnt_ns,
                            dump_time_ns=time.time_ns())
         if self.uts is not None:
             inv.uts.CopyFrom(self.uts)
@@ -298,6 +299,7 @@ def check_only(plan) -> list[str]:
     if not plan.shell_job and (root.sid not in pids or root.pgid not in pids):
         blockers.append(f"process {plan.pid}: its session or process group leader is outside the tree "
                         f"(use --shell-job for a job started from a shell)")
+    blockers.extend(mounts.check(plan))
     blockers.extend(netns.check(plan.pid))     # before entering: it compares the namespace with ours
     if namespaces.own(plan.pid, "net"):
         netns.enter(plan.pid)       # sockets are classified from inside, as a dump does

@@ -25,6 +25,7 @@ and optionally:
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -304,10 +305,22 @@ class RestoreContext:
     opened: dict = field(default_factory=dict)    # file id -> our fd
     inherited: set = field(default_factory=set)   # ids of files that are the caller's (engine/inherit.py)
     shmem_fds: dict = field(default_factory=dict)  # shmem.img object id -> our fd (memfds)
+    mnt: object = None                            # mounts.MountNs when the tree has its own
 
     @property
     def shell_job(self) -> bool:
         return self.plan.shell_job
+
+    def path(self, p: str) -> str:
+        """The tasks' path p as this process can open, make or bind it: the same path, or,
+        in a restored mount namespace, p resolved in that namespace (engine/mounts.py)."""
+        return self.mnt.path(p) if self.mnt is not None else p
+
+    def rooted(self):
+        """A context in which this process's root is the tasks' (a restored mount namespace's),
+        for calls that take a name and keep it (bind of a unix socket): nothing else may run
+        in it, not even an import."""
+        return self.mnt.rooted() if self.mnt is not None else contextlib.nullcontext()
 
     def fd_of(self, file_id: int) -> int:
         """Our fd on another file of the dump (opened now if it was not yet)."""

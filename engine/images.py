@@ -226,6 +226,9 @@ def message_for(name: str):
     if name == "sysvipc.img":
         from .proto.sysvipc_pb2 import SysvIpc
         return SysvIpc
+    if name == "mnt.img":
+        from .proto import mounts_pb2
+        return mounts_pb2.MountTree
     if name in table:
         return table[name]
     if name.startswith("task-") and name.endswith(".img"):

@@ -750,3 +750,57 @@ def sem_getall(semid: int, nsems: int) -> list[int]:
 def sem_setall(semid: int, values: list[int]) -> None:
     vals = ffi.new("unsigned short[]", values or [0])
     syscall("semctl", semid, 0, SETALL, _addr(vals))
+
+
+# --- mounts (engine/mounts.py) ----------------------------------------------
+
+SYS.update(pivot_root=155, mount=165, umount2=166, open_tree=428, move_mount=429, openat2=437)
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
+MS_REMOUNT, MS_NOATIME, MS_NODIRATIME, MS_BIND = 0x20, 0x400, 0x800, 0x1000
+MS_REC, MS_UNBINDABLE, MS_PRIVATE, MS_SLAVE, MS_SHARED = 0x4000, 0x20000, 0x40000, 0x80000, 0x100000
+MS_RELATIME, MS_STRICTATIME = 0x200000, 0x1000000
+MNT_DETACH = 2
+OPEN_TREE_CLONE, AT_RECURSIVE, AT_EMPTY_PATH = 1, 0x8000, 0x1000
+MOVE_MOUNT_F_EMPTY_PATH, MOVE_MOUNT_T_SYMLINKS = 4, 0x10
+RESOLVE_NO_XDEV, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS = 0x01, 0x02, 0x04
+RESOLVE_BENEATH, RESOLVE_IN_ROOT = 0x08, 0x10
+AT_FDCWD = -100
+
+
+def _cstr(text: str | None):
+    return ffi.new("char[]", os.fsencode(text)) if text is not None else ffi.NULL
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    bufs = [_cstr(x) for x in (source, target, fstype, data)]
+    a = [_addr(b) if b != ffi.NULL else 0 for b in bufs]
+    syscall("mount", a[0], a[1], a[2], flags, a[3])
+
+
+def umount2(target: str, flags: int) -> None:
+    p = _cstr(target)
+    syscall("umount2", _addr(p), flags)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    a, b = _cstr(new_root), _cstr(put_old)
+    syscall("pivot_root", _addr(a), _addr(b))
+
+
+def open_tree(dirfd: int, path: str, flags: int) -> int:
+    """A detached copy of the mount at path (OPEN_TREE_CLONE): an fd to attach with move_mount."""
+    p = _cstr(path)
+    return syscall("open_tree", dirfd & 0xFFFFFFFF, _addr(p), flags)
+
+
+def move_mount_fd(tree_fd: int, target: str) -> None:
+    """Attach a detached tree (open_tree, fsmount) at target."""
+    a, b = _cstr(""), _cstr(target)
+    syscall("move_mount", tree_fd, _addr(a), AT_FDCWD & 0xFFFFFFFF, _addr(b), MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS)
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    how = ffi.new("uint64_t[3]", [flags, mode, resolve])
+    p = _cstr(path)
+    return syscall("openat2", dirfd & 0xFFFFFFFF, _addr(p), _addr(how), 24)

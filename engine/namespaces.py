@@ -7,9 +7,9 @@ by the dumper and created by the restorer before any file is opened, so that
 sockets are dumped and recreated inside it (engine/netns.py).  A cgroup
 namespace is rooted where the root task's cgroups are (as LXC makes them): the
 restored root joins its cgroups, then unshares one.  Every task must share the
-root's namespaces.  The contents of an IPC namespace are engine/sysvipc.py's.
-Namespaces of other types (mount, user, time) of its own are refused until a
-later version rebuilds them.
+root's namespaces.  The contents of an IPC namespace are engine/sysvipc.py's, a
+mount namespace is engine/mounts.py's.  Namespaces of other types (user, time)
+of its own are refused until a later version rebuilds them.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from . import kernel as k
 from .errors import UnsupportedError
 
 # what we rebuild, and what we refuse when the tree has its own
-REBUILT = ("pid", "uts", "ipc", "net", "cgroup")
-REFUSED = ("mnt", "user", "time")
+REBUILT = ("pid", "uts", "ipc", "net", "cgroup", "mnt")     # mnt: engine/mounts.py
+REFUSED = ("user", "time")
 
 
 def _ns(pid: int | str, kind: str) -> int:

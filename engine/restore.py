@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from . import files as files_mod
 from . import kernel as k
-from . import cgroups, memory, namespaces, netns, pidns, proc, sysvipc
+from . import cgroups, memory, mounts, namespaces, netns, pidns, proc, sysvipc
 from . import task as task_mod
 from .errors import CRError, ImageError, PlanError, RestoreError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir
@@ -194,6 +194,8 @@ def restore(plan) -> int:
     finally:
         if r.net is not None:
             r.net.close()
+        if r.mnt is not None:
+            r.mnt.close()
         images.close()
     if plan.pidfile:
         _write_pidfile(plan.pidfile, root)
@@ -248,6 +250,7 @@ class _Restorer:
         self.cb = 0
         self.cb_size = 0
         self.net = None             # netdev.HostDevices of a network namespace of its own
+        self.mnt = None             # mounts.MountNs of a mount namespace of its own
 
     # each step runs in the orchestrator unless its name says task_
 
@@ -256,11 +259,13 @@ class _Restorer:
         for t in self.img.tasks.values():
             for warning in task_mod.rlimit_warnings(t):
                 log.warning("%s", warning)
+        # the tasks' files are opened as they will see them (engine/mounts.py)
+        self.mnt = mounts.prepare(self.images, self.img.inventory, self.plan)
         # before any socket is made; undone by restore() if anything fails
         self.net = netns.restore(self.img.inventory, self.plan.net_devices, self.img.files)
         self.cgroups = cgroups.Placement(self.img.tasks, self.img.cgroups, self.plan.cgroup_roots,
                                          self.plan.manage_cgroups)
-        self.file_ctx = files_mod.RestoreContext(self.images, self.plan, self.img.files, self.base_fd)
+        self.file_ctx = files_mod.RestoreContext(self.images, self.plan, self.img.files, self.base_fd, mnt=self.mnt)
         # memory objects first: a memfd's open files are new opens of the object its mappings share
         self.shmem_fds = {i: files_mod.move_above(fd, self.base_fd)
                           for i, fd in memory.restore_shmem(self.images, self.img.shmem).items()}
@@ -281,7 +286,7 @@ class _Restorer:
                 self._task_main(root)
             self.created.append(pid)
             k.ptrace(k.PTRACE_SEIZE, pid, 0, TRACE_OPTS, "PTRACE_SEIZE")
-            if flags & ~k.CLONE_PARENT or self.img.inventory.HasField("net"):     # namespaces of its own
+            if flags & ~k.CLONE_PARENT or self.img.inventory.HasField("net") or self.mnt:   # namespaces of its own
                 notify(self.plan, "setup-namespaces", pid)
                 notify(self.plan, "post-setup-namespaces", pid)
             self._cb_u32_set(CB_GO, 1)
@@ -305,6 +310,7 @@ class _Restorer:
                 os.close(fd)
             k.set_child_subreaper(was_subreaper)
             k.munmap(self.cb, self.cb_size)
+            self.cgroups.close()
 
     def _raise_nofile(self) -> None:
         need = self.base_fd + len(self.img.files) + len(self.img.shmem.objects) + 64
@@ -480,6 +486,8 @@ class _Restorer:
         self.cgroups.join(p.pid)     # before forking: children start where they belong
         if p.ppid == 0:
             namespaces.enter_cgroup_ns(self.img.inventory)    # rooted where the root now is
+            if self.mnt is not None:
+                self.mnt.enter(self.images)     # in its namespaces: its proc, sysfs, mqueue, cgroups
         if p.sid == p.pid:
             os.setsid()
             tty.take_ctty(self.file_ctx, p.pid)     # before forking: the session's tasks inherit it

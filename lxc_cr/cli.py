@@ -16,11 +16,12 @@ from .policy import CGROUP_MODES
 USAGE = """\
 usage: lxc-cr dump -t PID -D DIR [-o LOG] [-v[N]] [--leave-running] [--shell-job] [--file-locks]
                   [--ext-unix-sk] [--tcp-established] [--skip-in-flight] [--check-only]
-                  [--freeze-cgroup CGROUP] [--ghost-limit SIZE] [--policy FILE]...
-                  [--cgroup-root [CTRL:]/PATH]... [--manage-cgroups[=MODE]]
+                  [--freeze-cgroup CGROUP] [--ghost-limit SIZE] [--ext-mount-map MNT:KEY|auto]...
+                  [--cgroup-root [CTRL:]/PATH]... [--manage-cgroups[=MODE]] [--policy FILE]...
        lxc-cr restore -D DIR [-d] [--pidfile FILE] [-o LOG] [-v[N]] [--shell-job] [--restore-sibling]
                   [--file-locks] [--ext-unix-sk] [--tcp-established] [--external DEV...]
-                  [--cgroup-root [CTRL:]/PATH]... [--manage-cgroups[=MODE]] [--policy FILE]...
+                  [--root DIR] [--ext-mount-map KEY:PATH]... [--cgroup-root [CTRL:]/PATH]...
+                  [--manage-cgroups[=MODE]] [--policy FILE]...
        lxc-cr plan -t PID [dump options]
        lxc-cr plan --lxc NAME [-D DIR] [--leave-running]
        lxc-cr pre-dump -t PID -D DIR [dump options]
@@ -46,6 +47,11 @@ dump options:
   --ghost-limit SIZE       largest unlinked open file whose content is saved (default 64M)
   --external KEY           a file outside the tree, not dumped: tty[RDEV:DEV] (hex; LXC's console),
                            pipe:[INO], socket:[INO] or a path; restore needs --inherit-fd for it
+  --ext-mount-map MNT:KEY  the tree's mount at MNT is external, named KEY (restore maps KEY)
+  --ext-mount-map auto     also any bind of a file system mounted outside is external
+                           (same: --external mnt[]; --external mnt[MNT]:KEY as MNT:KEY)
+  --enable-external-sharing, --enable-external-masters
+                           allow mounts shared with, or slaves of, mounts outside the tree
 restore options:
   -D, --images-dir DIR     image directory of a complete dump
   -d, --restore-detached   leave the restored tree running and exit (default: wait for it)
@@ -63,6 +69,10 @@ restore options:
   --file-locks, --ext-unix-sk, --tcp-established
                            needed again at restore when the dump used them
   --inherit-fd fd[N]:KEY   every file of the dump with that key (see --external) is our fd N
+  --root DIR               the tree's root mount (its own mount namespace is rebuilt under DIR);
+                           default: where its root mount lay when dumped
+  --ext-mount-map KEY:PATH the external mount KEY is bound from PATH (--external mnt[KEY]:PATH);
+                           console:PATH binds LXC's console (empty PATH: none)
 cgroup options (dump and restore):
   --cgroup-root [CTRL[,CTRL...]:]/PATH
                            dump: the tree's root cgroup in those hierarchies (all without CTRL),
@@ -135,6 +145,8 @@ def _parser():
     p.add_argument("--lxc")
     p.add_argument("--cgroup-root", action="append", default=[])
     p.add_argument("--manage-cgroups", nargs="?", const="soft", choices=CGROUP_MODES)
+    p.add_argument("--root")
+    p.add_argument("--ext-mount-map", action="append", default=[])
     criu_opts.add_options(p)         # the rest of CRIU's options as runtimes pass them
     return p
 

@@ -6,15 +6,12 @@ cli.py defines lxc-cr's own options; this module adds the rest of what LXC's
 - honoured: --external KEY (files outside the tree: DumpPlan.external_files),
   --inherit-fd fd[N]:KEY (RestorePlan.inherit_fds), --action-script (the plan's
   commands run at every notification point, lxc_cr/actions.py),
-  --lsm-profile apparmor:unconfined (nothing to apply);
+  --lsm-profile apparmor:unconfined (nothing to apply); --root, --ext-mount-map and
+  --external mnt[...] are cli.py's (plan.py parses them);
 - accepted with a logged reason, where the option cannot change anything here
   (ACCEPTED below);
 - refused with one line, where ignoring it would lose data or mislead
   (--page-server, an LSM profile other than unconfined).
-
-Options that belong to other parts of the engine (--root, --ext-mount-map)
-are added here only while cli.py lacks them
-(STAND_INS): accepted and logged as not applied on dump, refused on restore.
 """
 from __future__ import annotations
 
@@ -25,22 +22,15 @@ import re
 ACCEPTED = {
     "link_remap": "files unlinked while open are always saved with their content; no link is needed",
     "force_irmap": "inotify and fanotify watches are found by file handle at dump; no inode map is needed",
-    "enable_external_sharing": "external mounts are not dumped; their sharing is the runtime's",
-    "enable_external_masters": "external mounts are not dumped; their masters are the runtime's",
     "enable_fs": "filesystems are never mounted automatically; a mount in the tree is dumped or refused "
                  "like any other",
     "track_mem": "memory changes are not tracked; the dump copies all memory",
     "prev_images_dir": "no memory was copied ahead; this dump is complete by itself",
 }
 
-# options other parts of the engine will own: added only while cli.py lacks them
-STAND_INS = {
-    "root": "--root needs the mount namespace to be rebuilt, which this engine does not do yet",
-    "ext_mount_map": "mount namespaces are not dumped by this engine yet",
-}
-
 INHERIT_FD = re.compile(r"fd\[([0-9]+)\]:(.+)")
 FILE_KEYS = ("tty[", "pipe:[", "socket:[", "/")       # --external keys that name files
+MOUNT_KEY = "mnt["                                     # --external mnt[...]: a mount (plan._mount_map)
 
 
 def add_options(p) -> None:
@@ -57,20 +47,12 @@ def add_options(p) -> None:
         p.add_argument("--" + name.replace("_", "-"), action="store_true")
     p.add_argument("--enable-fs", action="append", default=[])
     p.add_argument("--prev-images-dir")
-    stand_in = {"root": {}, "ext_mount_map": {"action": "append", "default": []},
-}
-    for name, kwargs in stand_in.items():
-        flag = "--" + name.replace("_", "-")
-        if flag not in p._option_string_actions:
-            p.add_argument(flag, dest=f"stand_in_{name}", **kwargs)
 
 
 def notes(args) -> list[str]:
     """One log line per option that was given but changes nothing here."""
     out = [f"--{name.replace('_', '-')}: accepted, no effect: {why}"
            for name, why in ACCEPTED.items() if getattr(args, name, None)]
-    out += [f"--{name.replace('_', '-')}: accepted, not applied: {why}"
-            for name, why in STAND_INS.items() if getattr(args, f"stand_in_{name}", None)]
     if args.lsm_profile:
         out.append(f"--lsm-profile {args.lsm_profile}: nothing to apply (unconfined)")
     return out
@@ -84,8 +66,6 @@ def refuse(args, command: str) -> None:
     if args.lsm_profile and args.lsm_profile not in ("apparmor:unconfined", "none"):
         raise PlanError(f"--lsm-profile {args.lsm_profile}: LSM profiles are not applied; only "
                         f"apparmor:unconfined is accepted")
-    if command == "restore" and getattr(args, "stand_in_root", None):
-        raise PlanError(STAND_INS["root"])
     if args.feature and command != "check":
         raise PlanError(f"--feature belongs to check, not {command}")
 
@@ -94,10 +74,10 @@ def external_files(args) -> tuple[str, ...]:
     """Dump: the --external keys, which must name files (network devices are named at restore)."""
     from .engine.errors import PlanError
     for key in args.external:
-        if not key.startswith(FILE_KEYS):
+        if not key.startswith(FILE_KEYS + (MOUNT_KEY,)):
             raise PlanError(f"--external {key}: on dump, only files can be external (tty[RDEV:DEV], "
                             f"pipe:[INO], socket:[INO] or a path)")
-    return tuple(args.external)
+    return tuple(key for key in args.external if not key.startswith(MOUNT_KEY))
 
 
 def inherit_fds(args) -> dict[str, int]:

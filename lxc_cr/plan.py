@@ -38,6 +38,11 @@ class DumpPlan:
     external_files: tuple = ()      # keys of files outside the tree, not dumped (--external tty[R:D])
     cgroup_roots: dict = field(default_factory=dict)  # controllers (None: all) -> the tree's root cgroup
     manage_cgroups: str = "soft"    # engine/cgroups.py MODES
+    ext_mounts: tuple = ()          # (mountpoint, key) pairs, or a dict: external mounts (--ext-mount-map MNT:KEY)
+    ext_mount_auto: bool = False    # binds of file systems mounted outside are external (auto)
+    ext_sharing: bool = False       # mounts may share a peer group with mounts outside
+    ext_masters: bool = False       # mounts may be slaves of mounts outside
+    root: str | None = None         # --root: accepted (runtimes pass it); the tree's mounts are read from it
     log_file: str | None = None
     verbosity: int = 2
     notify: Callable | None = None   # notify(script, pid) at CRIU's action-script points (engine/notify.py)
@@ -70,6 +75,8 @@ class RestorePlan:
     net_devices: tuple = ()         # NetDevice entries, from --external and --veth-pair
     cgroup_roots: dict = field(default_factory=dict)  # controllers (None: all, "": cgroup2) -> new root
     manage_cgroups: str = "soft"    # engine/cgroups.py MODES
+    root: str | None = None         # the root mount of a tree with its own mount namespace (--root)
+    ext_mounts: tuple = ()          # (key, host path) pairs, or a dict: external mounts (--ext-mount-map KEY:PATH)
     log_file: str | None = None
     verbosity: int = 2
     notify: Callable | None = None
@@ -114,6 +121,9 @@ def dump_plan(args, entrypoint: str = "cli", name: str | None = None, labels: di
                     notify=actions.notifier(list(commands), args.tree, images_dir), origins=s,
                     external_files=criu_opts.external_files(args), cgroup_roots=_cgroup_roots(args),
                     manage_cgroups=value["manage_cgroups"],
+                    ext_mounts=(mounts := _mount_map(args))[0], ext_mount_auto=mounts[1],
+                    ext_sharing=args.enable_external_sharing, ext_masters=args.enable_external_masters,
+                    root=_root(args),
                     log_file=_log_path(args, images_dir, _default_log(args)), verbosity=args.verbosity)
 
 
@@ -126,7 +136,7 @@ def restore_plan(args, entrypoint: str = "cli", name: str | None = None, labels:
                        restore_sibling=args.restore_sibling, file_locks=value["file_locks"],
                        ext_unix_sk=value["ext_unix_sk"], tcp_established=value["tcp_established"],
                        net_devices=_net_devices(args), cgroup_roots=_cgroup_roots(args),
-                       manage_cgroups=value["manage_cgroups"],
+                       manage_cgroups=value["manage_cgroups"], root=_root(args), ext_mounts=_mount_map(args)[0],
                        actions=(commands := _commands(args, value, ("post_restore",))),
                        notify=actions.notifier(list(commands), None, images_dir), origins=s, inherit_fds=criu_opts.inherit_fds(args),
                        log_file=_log_path(args, images_dir, "restore.log"), verbosity=args.verbosity)
@@ -140,6 +150,35 @@ def _cgroup_roots(args) -> dict:
         raise PlanError(str(e)) from None
 
 
+EXTERNAL_MNT = re.compile(r"^mnt\[([^\]]*)\](?::(.*))?$")
+
+
+def _mount_map(args) -> tuple[tuple, bool]:
+    """--ext-mount-map A:B and --external mnt[A]:B as (A, B) pairs (dump: mountpoint, key;
+    restore: key, host path), and whether auto-detection was asked for (auto, mnt[])."""
+    pairs, auto = [], False
+    specs = [(s, s) for s in args.ext_mount_map]
+    specs += [(f"{m.group(1)}:{m.group(2) or ''}", text) for text in args.external
+              if (m := EXTERNAL_MNT.match(text))]
+    for spec, given in specs:
+        if spec == "auto" or given.startswith("mnt[]"):
+            auto = True
+            continue
+        a, sep, b = spec.partition(":")
+        if not sep or not a:
+            raise PlanError(f"--ext-mount-map {given}: expected A:B (dump MNT:KEY, restore KEY:PATH) or auto")
+        pairs.append((a, b))
+    return tuple(pairs), auto
+
+
+def _root(args) -> str | None:
+    if not args.root:
+        return None
+    if not os.path.isdir(args.root):
+        raise PlanError(f"--root {args.root}: not a directory")
+    return os.path.abspath(args.root)
+
+
 EXTERNAL_NET = re.compile(r"^(veth|macvlan|netdev)\[([^\]/]+)\]:([^@/]+)(?:@([^@/]+))?$")
 VETH_PAIR = re.compile(r"^([^=/]+)=([^@/]+)(?:@([^@/]+))?$")
 
@@ -149,6 +188,8 @@ def _net_devices(args) -> tuple:
     spelling) and CRIU's older --veth-pair IF=HOST[@BRIDGE]."""
     out = []
     for text in args.external:
+        if EXTERNAL_MNT.match(text):
+            continue                # a mount (_mount_map)
         m = EXTERNAL_NET.match(text)
         if not m or (m.group(4) and m.group(1) != "veth"):
             raise PlanError(f"--external {text}: expected veth[IF]:HOST[@BRIDGE], macvlan[IF]:LINK "

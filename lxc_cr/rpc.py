@@ -67,6 +67,9 @@ FLAG_OPTIONS = {"leave_running": "leave_running", "shell_job": "shell_job", "fil
 EXTRA_FIELDS = {
     "root": ("root", "root"),
     "ext_mnt": ("ext_mounts", "ext_mounts"),
+    "auto_ext_mnt": ("ext_mount_auto", None),
+    "ext_sharing": ("ext_sharing", None),
+    "ext_masters": ("ext_masters", None),
     "cg_root": (None, "cgroup_roots"),
     "external": ("external_namespaces", None),
     "join_ns": (None, "join_namespaces"),
@@ -370,8 +373,7 @@ def _refuse_unsupported(opts) -> None:
     unsupported = {
         "ps": "a page server", "parent_img": "incremental dumps (parent_img)",
         "track_mem": "memory change tracking", "auto_dedup": "auto-dedup", "lazy_pages": "lazy pages",
-        "veths": "veth pairs", "exec_cmd": "exec_cmd", "auto_ext_mnt": "auto_ext_mnt",
-        "ext_sharing": "ext_sharing", "ext_masters": "ext_masters", "skip_mnt": "skip_mnt",
+        "veths": "veth pairs", "exec_cmd": "exec_cmd", "skip_mnt": "skip_mnt",
         "enable_fs": "enable_fs", "unix_sk_ino": "unix_sk_ino", "irmap_scan_paths": "irmap_scan_paths",
         "cgroup_props": "cgroup properties", "cgroup_props_file": "cgroup properties",
         "cgroup_dump_controller": "cgroup_dump_controller", "weak_sysctls": "weak_sysctls",

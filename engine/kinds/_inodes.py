@@ -125,7 +125,7 @@ def reopen(ctx, msg, where: str) -> int:
     if not msg.path.startswith("/"):
         raise ImageError(f"{where}: watched inode {msg.ino:#x} has no path")
     try:
-        fd = os.open(msg.path, O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(ctx.path(msg.path), O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as e:
         raise ImageError(f"{where}: cannot find watched {msg.path}: {e.strerror}") from None
     st = os.fstat(fd)

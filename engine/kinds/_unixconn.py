@@ -78,7 +78,10 @@ def _bind(ctx, rs, sk: socket.socket, msg, strict: bool) -> None:
         if msg.name[:1] == b"\0":
             sk.bind(msg.name)
         else:
-            _bind_path(rs, sk, msg)
+            if ctx.mnt is not None and rs.live_files is None:     # nothing may be imported while rooted
+                rs.live_files = {d.vfs for d in _unixdiag.diag_all().values() if d.vfs}
+            with ctx.rooted():          # the name as the tasks see it
+                _bind_path(rs, sk, msg)
     except (OSError, ImageError) as e:
         text = e.strerror if isinstance(e, OSError) else str(e)
         if strict:

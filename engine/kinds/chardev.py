@@ -42,7 +42,7 @@ def open(ctx, entry, msg) -> int:
     if (msg.rdev_major, msg.rdev_minor) not in STATELESS:
         raise ImageError(f"files.img: device {msg.path} ({msg.rdev_major}:{msg.rdev_minor}) not supported")
     try:
-        fd = os.open(msg.path, entry.flags | os.O_CLOEXEC | os.O_NOCTTY)
+        fd = os.open(ctx.path(msg.path), entry.flags | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError as e:
         raise ImageError(f"cannot reopen {msg.path}: {e.strerror}") from None
     rdev = os.fstat(fd).st_rdev

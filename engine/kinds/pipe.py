@@ -166,7 +166,7 @@ def _build(ctx, msg, members: list) -> dict[int, int]:
     """Make the pipe, fill it, and open one file per member; returns entry id -> fd."""
     _validate(ctx, msg)
     if msg.fifo_path:
-        hub = _open_fifo(msg)
+        hub = _open_fifo(msg, ctx.path(msg.fifo_path))
         ends = {}
     else:
         r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
@@ -203,9 +203,9 @@ def _build(ctx, msg, members: list) -> dict[int, int]:
     return out
 
 
-def _open_fifo(msg) -> int:
-    """The FIFO opened read-write: the pipe lives (with its bytes) while we hold it."""
-    path = msg.fifo_path
+def _open_fifo(msg, path: str) -> int:
+    """The FIFO opened read-write (at path, msg.fifo_path as we reach it): the pipe lives
+    (with its bytes) while we hold it."""
     flags = os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC
     try:
         if msg.fifo_unlinked:
@@ -218,7 +218,7 @@ def _open_fifo(msg) -> int:
         else:
             fd = os.open(path, flags)
     except OSError as e:
-        raise ImageError(f"cannot {'recreate' if msg.fifo_unlinked else 'reopen'} FIFO {path}: "
+        raise ImageError(f"cannot {'recreate' if msg.fifo_unlinked else 'reopen'} FIFO {msg.fifo_path}: "
                          f"{e.strerror}") from None
     if not stat.S_ISFIFO(os.fstat(fd).st_mode):
         os.close(fd)

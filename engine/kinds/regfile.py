@@ -48,7 +48,7 @@ def open(ctx, entry, msg) -> int:
         fd = _recreate_unlinked(ctx, msg, flags)
     else:
         try:
-            fd = os.open(msg.path, flags | os.O_CLOEXEC)
+            fd = os.open(ctx.path(msg.path), flags | os.O_CLOEXEC)
         except OSError as e:
             raise ImageError(f"cannot reopen {msg.path}: {e.strerror}") from None
     st = os.fstat(fd)
@@ -67,7 +67,7 @@ def _recreate_unlinked(ctx, msg, flags: int) -> int:
     size = ctx.images.size(msg.data)
     if size != msg.size:
         raise ImageError(f"{msg.data}: holds {size} bytes, expected {msg.size}")
-    tmp = new_deleted_file(msg.path, stat.S_IMODE(msg.mode))
+    tmp = new_deleted_file(ctx.path(msg.path), stat.S_IMODE(msg.mode))
     try:
         src = ctx.images.open(msg.data)
         try:

@@ -168,7 +168,7 @@ def dump(ctx, f):
         return _dump_master(ctx, f)
     if kind == MESSAGE.SLAVE:
         index = os.minor(f.st.st_rdev)
-        if f.st.st_dev != _devpts_dev():
+        if f.st.st_dev != _devpts_dev(ctx):
             raise UnsupportedError(f"process {f.pid} fd {f.fd}: pty {f.link} of another devpts instance "
                                    f"than /dev/pts is not supported")
     else:
@@ -186,12 +186,13 @@ def dump(ctx, f):
     return MESSAGE(type=kind, index=index, path=f.link, master_id=master_id)
 
 
-def _devpts_dev() -> int:
-    return os.stat("/dev/pts/ptmx").st_dev
+def _devpts_dev(ctx) -> int:
+    """The tree's /dev/pts (its own instance when it has a mount namespace of its own)."""
+    return os.stat(f"/proc/{ctx.plan.pid}/root/dev/pts/ptmx").st_dev
 
 
 def _dump_master(ctx, f):
-    if f.link not in ("/dev/ptmx", "/dev/pts/ptmx") and f.st.st_dev != _devpts_dev():
+    if f.link not in ("/dev/ptmx", "/dev/pts/ptmx") and f.st.st_dev != _devpts_dev(ctx):
         raise UnsupportedError(f"process {f.pid} fd {f.fd}: pty master {f.link} of another devpts "
                                f"instance than /dev/pts is not supported")
     m = ctx.local_fd(f)
@@ -267,7 +268,7 @@ def _own_slave(ctx, f, m: int, index: int, pair) -> int | None:
 def _slave_holder_outside(ctx, index: int) -> int | None:
     """A process outside the tree holding /dev/pts/INDEX open, if any."""
     want = os.makedev(PTS_MAJOR, index)
-    dev = _devpts_dev()
+    dev = _devpts_dev(ctx)
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) in ctx.tree:
             continue
@@ -434,7 +435,7 @@ def open(ctx, entry, msg) -> int:
     if msg.type == MESSAGE.PATH:
         if msg.master_id:
             _master_of(ctx, msg, where)
-        return _open_path(msg.path, where)
+        return _open_path(ctx, msg.path, where)
     if msg.type == MESSAGE.MASTER:
         return _open_master(ctx, entry, msg, where)
     if msg.type not in (MESSAGE.SLAVE, MESSAGE.DEV_TTY):
@@ -460,11 +461,11 @@ def _master_of(ctx, msg, where: str):
     return ctx.fd_of(master.id), detail
 
 
-def _open_path(path: str, where: str) -> int:
+def _open_path(ctx, path: str, where: str) -> int:
     if not path.startswith("/dev/"):
         raise ImageError(f"{where}: bad terminal path {path!r}")
     try:
-        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        fd = os.open(ctx.path(path), os.O_PATH | os.O_CLOEXEC)
     except OSError as e:
         raise RestoreError(f"cannot open {path} (O_PATH): {e.strerror}") from None
     if not stat.S_ISCHR(os.fstat(fd).st_mode):
@@ -519,7 +520,7 @@ def _open_master(ctx, entry, msg, where: str) -> int:
     if not msg.path.startswith("/") or not msg.path.endswith("ptmx"):
         raise ImageError(f"{where}: bad ptmx path {msg.path!r}")
     saved, to_slave, to_master = _validate_pair(ctx, pair, where)
-    m = _open_at_index(msg.path, msg.index, (entry.flags & OPEN_FLAGS) | os.O_NOCTTY | os.O_CLOEXEC)
+    m = _open_at_index(ctx.path(msg.path), msg.index, (entry.flags & OPEN_FLAGS) | os.O_NOCTTY | os.O_CLOEXEC)
     try:
         k.ioctl_set_int(m, k.TIOCSPTLCK, 0, "TIOCSPTLCK")
         k.tcsets(m, saved)                      # through the master: the slave's termios

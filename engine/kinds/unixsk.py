@@ -373,7 +373,8 @@ def open(ctx, entry, msg) -> int:
     if entry.id not in rs.fds:
         raise ImageError(f"files.img: unix socket {entry.id} was not made (inconsistent links)")
     if len(rs.fds) == len(rs.msgs):
-        _finish(rs)
+        with ctx.rooted():
+            _finish(rs)
     return rs.fds[entry.id]
 
 
