@@ -125,6 +125,17 @@ def own(root: int) -> bool:
     return os.stat(f"/proc/{root}/ns/mnt").st_ino != os.stat("/proc/self/ns/mnt").st_ino
 
 
+def in_tree(ctx, mnt_id: int) -> bool:
+    """For the kinds' dump: is mount mnt_id (fdinfo) one of the tree's?  Always, without a
+    mount namespace of its own; else one of its mountinfo (a file a runtime opened outside, such
+    as a stdio file, is not)."""
+    if "mounts" not in ctx.shared:
+        root = ctx.plan.pid
+        ctx.shared["mounts"] = {m.id for m in mountinfo(root)} if own(root) else None
+    ids = ctx.shared["mounts"]
+    return ids is None or mnt_id in ids
+
+
 class _Classifier:
     """Decides the kind of every mount of the tree (the dump's and --check-only's rules)."""
 

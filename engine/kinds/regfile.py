@@ -5,6 +5,7 @@ import os
 import stat
 
 from .. import kernel as k
+from .. import mounts
 from ..errors import ImageError, UnsupportedError
 from ..files import new_deleted_file
 from .regfile_pb2 import RegFile as MESSAGE
@@ -21,7 +22,8 @@ def dump(ctx, f):
     if f.link.startswith("/memfd:"):
         raise UnsupportedError(f"process {f.pid} fd {f.fd}: memfd {f.link} is not supported")
     st = f.st
-    msg = MESSAGE(path=f.link, mode=st.st_mode, size=st.st_size)
+    msg = MESSAGE(path=f.link, mode=st.st_mode, size=st.st_size,
+                  outside_mounts=not mounts.in_tree(ctx, int(f.info.get("mnt_id", -1))))
     if st.st_nlink == 0 and f.link.endswith(DELETED) and stat.S_ISREG(st.st_mode):
         if st.st_size > ctx.plan.ghost_limit:
             raise UnsupportedError(f"process {f.pid} fd {f.fd}: unlinked file {f.link} is larger than the "
@@ -48,7 +50,7 @@ def open(ctx, entry, msg) -> int:
         fd = _recreate_unlinked(ctx, msg, flags)
     else:
         try:
-            fd = os.open(ctx.path(msg.path), flags | os.O_CLOEXEC)
+            fd = os.open(msg.path if msg.outside_mounts else ctx.path(msg.path), flags | os.O_CLOEXEC)
         except OSError as e:
             raise ImageError(f"cannot reopen {msg.path}: {e.strerror}") from None
     st = os.fstat(fd)

@@ -7,6 +7,7 @@ line of the old pipe (memory carried over exactly), with PID 1 inside and the sa
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -145,8 +146,13 @@ class Container:
         return json.loads(r.stdout) if r.returncode == 0 else None
 
     def checkpoint(self, *flags, env=None):
-        return self.runc("checkpoint", "--image-path", str(self.images), "--work-path", str(self.work), *flags,
-                         self.id, env=env, check=env is None)
+        pid = (self.state() or {}).get("pid")
+        r = self.runc("checkpoint", "--image-path", str(self.images), "--work-path", str(self.work), *flags,
+                      self.id, env=env, check=env is None)
+        if r.returncode == 0 and pid and not {"--leave-running", "--pre-dump"} & set(flags):
+            with contextlib.suppress(ChildProcessError):    # the dumped init, reparented to us (subreaper)
+                os.waitpid(pid, 0)
+        return r
 
     def restore(self, env=None):
         if env is not None:
@@ -225,6 +231,8 @@ def test_runc_failed_restore_leaves_nothing(container):
     container.last_lines_until_eof()
     r = container.restore(env=dict(os.environ, LXC_CR_FAULT="registers"))
     assert r.returncode != 0
+    with contextlib.suppress(ChildProcessError):    # killed, and reparented to us when runc exited
+        os.waitpid(host_pid, os.WNOHANG)
     assert not os.path.exists(f"/proc/{host_pid}")
     assert container.state() is None
     container.restore()
