@@ -41,7 +41,29 @@ def open_inherited(ctx, entry) -> int | None:
         raise PlanError(f"inherit fd {fd} for {entry.inherit_key}: {e.strerror}") from None
     ctx.inherited.add(entry.id)
     log.info("file %d (%s) is the caller's fd %d", entry.id, entry.inherit_key, fd)
-    return ours
+    return _as_seen_inside(ctx, entry, ours)
+
+
+def _as_seen_inside(ctx, entry, ours: int) -> int:
+    """In a restored mount namespace, the caller's terminal reopened at the path the tasks had
+    it by (LXC's /dev/console, a bind of that terminal), when that path is that terminal."""
+    from .kinds import external
+    msg = external.MESSAGE()
+    if ctx.mnt is None or not entry.inherit_key.startswith("tty[") or not entry.detail.Unpack(msg) \
+            or not msg.path.startswith("/dev/"):
+        return ours
+    try:
+        fd = os.open(ctx.path(msg.path), (entry.flags & (os.O_ACCMODE | os.O_NONBLOCK)) | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return ours
+    if os.fstat(fd).st_rdev != os.fstat(ours).st_rdev:
+        os.close(fd)
+        return ours
+    os.close(ours)
+    if fd < ctx.base_fd:
+        fd, low = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, ctx.base_fd), fd
+        os.close(low)
+    return fd
 
 
 def validate_key(entry) -> None:

@@ -40,6 +40,7 @@ import tarfile
 from dataclasses import dataclass
 
 from . import kernel as k
+from . import namespaces
 from .errors import ImageError, PlanError, RestoreError, UnsupportedError, fault_point
 
 log = logging.getLogger("lxc_cr.mounts")
@@ -259,35 +260,28 @@ def _save_tmpfs(root: int, e, images) -> None:
     mount, made from inside the tree's namespace (only there may it be cloned), as a tar."""
     out = images.create(e.content)
     rootfd = os.open(f"/proc/{root}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    nsfd = os.open(f"/proc/{root}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-    r, w = os.pipe()
-    child = os.fork()
-    if child == 0:
-        code = 1
-        try:
-            os.close(r)
-            k.syscall("setns", nsfd, k.CLONE_NEWNS)
-            tree = k.open_tree(rootfd, e.mountpoint.lstrip("/") or ".", k.OPEN_TREE_CLONE | os.O_CLOEXEC)
-            st = os.fstatvfs(tree)
-            if (st.f_blocks - st.f_bfree) * st.f_frsize > TMPFS_LIMIT:
-                raise UnsupportedError(f"it holds more than {TMPFS_LIMIT >> 20} MiB")
-            os.fchdir(tree)
-            with os.fdopen(out, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                tar.add(".", recursive=True)
-            code = 0
-        except BaseException as ex:  # the parent reports it
-            os.write(w, f"{ex}".encode()[:1000])
-        finally:
-            os._exit(code)
-    os.close(w)
-    os.close(out)
-    os.close(rootfd)
-    os.close(nsfd)
-    with os.fdopen(r, "rb") as f:
-        problem = f.read().decode(errors="replace")
-    _, status = os.waitpid(child, 0)
-    if status != 0:
+    try:
+        problem = namespaces.inside(root, "mnt", k.CLONE_NEWNS, lambda: _archive(rootfd, e.mountpoint, out))
+    finally:
+        os.close(rootfd)
+        os.close(out)
+    if problem:
         raise UnsupportedError(f"process {root}: cannot save the tmpfs at {e.mountpoint}: {problem}")
+
+
+def _archive(rootfd: int, mountpoint: str, out: int) -> str | None:
+    """In the tree's mount namespace: the tmpfs at mountpoint into out; or what went wrong."""
+    try:
+        tree = k.open_tree(rootfd, mountpoint.lstrip("/") or ".", k.OPEN_TREE_CLONE | os.O_CLOEXEC)
+        st = os.fstatvfs(tree)
+        if (st.f_blocks - st.f_bfree) * st.f_frsize > TMPFS_LIMIT:
+            return f"it holds more than {TMPFS_LIMIT >> 20} MiB"
+        os.fchdir(tree)
+        with os.fdopen(os.dup(out), "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            tar.add(".", recursive=True)
+        return None
+    except (OSError, tarfile.TarError) as ex:
+        return str(ex)
 
 
 # --- restore --------------------------------------------------------------------------------

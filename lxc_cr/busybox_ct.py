@@ -82,7 +82,7 @@ state() {
     ip -4 addr | grep -o 'inet [0-9./]*'
     ip link show eth0 | grep -o 'link/ether [0-9a-f:]*'
     ip route
-    cat /proc/mounts
+    sort /proc/mounts     # the same mounts; their order is the order they were made in
     netstat -ltn | grep LISTEN
 }
 case "$1" in

@@ -38,7 +38,7 @@ def matches(link: str, st: os.stat_result) -> bool:
 # --- dump ------------------------------------------------------------------------------------
 
 def dump(ctx, f):
-    return MESSAGE(key=key_of(f.link, f.st))
+    return MESSAGE(key=key_of(f.link, f.st), path=f.link)
 
 
 def is_ctty(ctx, pid: int, tty_nr: int, sid: int) -> bool:

@@ -7,20 +7,13 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 
 import pytest
 
 from conftest import BIN_DIR, LXC_CR, NO_CR
+from test_namespaces import wait_for
 
 pytestmark = pytest.mark.skipif(NO_CR, reason="needs lxc-cr")
-
-
-def wait_for(path, text, timeout=30):
-    end = time.monotonic() + timeout
-    while text not in path.read_text():
-        assert time.monotonic() < end, f"no {text!r} in {path.read_text()!r}"
-        time.sleep(0.01)
 
 
 def host_mounts() -> list[str]:

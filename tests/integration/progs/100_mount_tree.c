@@ -50,32 +50,6 @@ static void check_attrs(const char *path, mode_t type, mode_t mode, uid_t uid, g
 		CHECK(st.st_mtime == mtime, "%s: mtime %ld", path, (long)st.st_mtime);
 }
 
-static void check_content(const char *path, const char *want)
-{
-	char buf[256];
-	ssize_t n = cr_read_file(path, buf, sizeof(buf) - 1);
-	buf[n > 0 ? n : 0] = 0;
-	CHECK(n == (ssize_t)strlen(want) && strcmp(buf, want) == 0, "%s holds '%s', expected '%s'", path, buf, want);
-}
-
-static void check_mount(const char *point, const char *fstype, const char *opts, const char *super,
-			struct mnt_line *out)
-{
-	struct mnt_line m;
-	if (!CHECK(mnt_find(point, &m), "no mount at %s", point))
-		return;
-	CHECK(strcmp(m.fstype, fstype) == 0, "%s: type %s, expected %s", point, m.fstype, fstype);
-	char want[256];
-	snprintf(want, sizeof(want), "%s", opts);
-	for (char *w = strtok(want, ","); w; w = strtok(NULL, ","))
-		CHECK(mnt_has(m.opts, w), "%s: options %s lack %s", point, m.opts, w);
-	snprintf(want, sizeof(want), "%s", super);
-	for (char *w = strtok(want, ","); w; w = strtok(NULL, ","))
-		CHECK(mnt_has(m.super, w), "%s: superblock options %s lack %s", point, m.super, w);
-	if (out)
-		*out = m;
-}
-
 static void build(void)
 {
 	DIE_IF(mkdir(at("t"), 0755) || mkdir(at("src"), 0755) || mkdir(at("src/dir"), 0755), "mkdir");

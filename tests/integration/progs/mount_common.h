@@ -55,4 +55,33 @@ static __attribute__((unused)) int mnt_tag(const char *tags, const char *name)
 	return p ? atoi(p + strlen(name) + 1) : 0;
 }
 
+/* The file at path holds exactly want. */
+static __attribute__((unused)) void check_content(const char *path, const char *want)
+{
+	char buf[256];
+	ssize_t n = cr_read_file(path, buf, sizeof(buf) - 1);
+	buf[n > 0 ? n : 0] = 0;
+	CHECK(n == (ssize_t)strlen(want) && strcmp(buf, want) == 0, "%s holds '%s', expected '%s'", path, buf, want);
+}
+
+/* The topmost mount at point has that type, every per-mount option of opts and every
+ * superblock option of super (comma-separated); its line goes to out when given. */
+static __attribute__((unused)) void check_mount(const char *point, const char *fstype, const char *opts,
+						 const char *super, struct mnt_line *out)
+{
+	struct mnt_line m;
+	if (!CHECK(mnt_find(point, &m), "no mount at %s", point))
+		return;
+	CHECK(strcmp(m.fstype, fstype) == 0, "%s: type %s, expected %s", point, m.fstype, fstype);
+	char want[256];
+	snprintf(want, sizeof(want), "%s", opts);
+	for (char *w = strtok(want, ","); w; w = strtok(NULL, ","))
+		CHECK(mnt_has(m.opts, w), "%s: options %s lack %s", point, m.opts, w);
+	snprintf(want, sizeof(want), "%s", super);
+	for (char *w = strtok(want, ","); w; w = strtok(NULL, ","))
+		CHECK(mnt_has(m.super, w), "%s: superblock options %s lack %s", point, m.super, w);
+	if (out)
+		*out = m;
+}
+
 #endif
