@@ -350,7 +350,7 @@ def prepare(images, inventory, plan):
     """Build the tree's mount namespace (all but what the root task makes in `enter`);
     returns the MountNs the rest of the restore uses, or None without one."""
     if not inventory.mnt_ns:
-        if getattr(plan, "root", None):
+        if plan.root:
             log.info("--root %s: the dump has no mount namespace of its own; ignored", plan.root)
         return None
     where = f"{images.path}/{IMAGE}"
@@ -366,24 +366,29 @@ def prepare(images, inventory, plan):
         _builder_main(tree, sources, late, images, w1, r2)
     os.close(w1)
     os.close(r2)
+    held = []
     try:
         with os.fdopen(r1, "rb", closefd=True) as f:
             said = f.read(4096).decode(errors="replace")
         if not said.startswith("ok"):
             raise RestoreError(f"mount namespace: {said or 'the builder died'}")
-        ns = os.open(f"/proc/{child}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-        root = os.open(f"/proc/{child}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        for path, flags in ((f"/proc/{child}/ns/mnt", os.O_RDONLY), (f"/proc/{child}/root", os.O_PATH | os.O_DIRECTORY)):
+            held.append(os.open(path, flags | os.O_CLOEXEC))
         pidfd = k.pidfd_open(child)
-        try:
-            clones = {int(i): k.pidfd_getfd(pidfd, int(fd)) for i, fd in
-                      (item.split(":") for item in said.split()[1:])}
-        finally:
-            os.close(pidfd)
+        held.append(pidfd)
+        clones = {int(i): k.pidfd_getfd(pidfd, int(fd)) for i, fd in
+                  (item.split(":") for item in said.split()[1:])}
+    except BaseException:
+        for fd in held:
+            os.close(fd)
+        raise
     finally:
         os.close(w2)                   # the builder exits: the namespace lives on in our fds
         os.waitpid(child, 0)
+    for fd in held[2:]:
+        os.close(fd)
     log.info("mount namespace: %d mounts, %d made by the root task", len(tree.mounts), len(late))
-    return MountNs(tree, late, ns, root, clones)
+    return MountNs(tree, late, held[0], held[1], clones)
 
 
 def _late(tree) -> set[int]:
