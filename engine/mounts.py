@@ -261,7 +261,8 @@ def _save_tmpfs(root: int, e, images) -> None:
     out = images.create(e.content)
     rootfd = os.open(f"/proc/{root}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        problem = namespaces.inside(root, "mnt", k.CLONE_NEWNS, lambda: _archive(rootfd, e.mountpoint, out))
+        problem = namespaces.inside(root, "mnt", k.CLONE_NEWNS,
+                                    lambda: _archive(rootfd, e.mountpoint, out, e.unbindable))
     finally:
         os.close(rootfd)
         os.close(out)
@@ -269,9 +270,17 @@ def _save_tmpfs(root: int, e, images) -> None:
         raise UnsupportedError(f"process {root}: cannot save the tmpfs at {e.mountpoint}: {problem}")
 
 
-def _archive(rootfd: int, mountpoint: str, out: int) -> str | None:
+def _archive(rootfd: int, mountpoint: str, out: int, unbindable: bool) -> str | None:
     """In the tree's mount namespace: the tmpfs at mountpoint into out; or what went wrong."""
     try:
+        if unbindable:
+            # an unbindable mount cannot be cloned: in a copy of the tree's namespace of our
+            # own (this child's alone), it is made private first; the tree's stays as it is.
+            # The copy takes our cwd with it: the root task's root, where mountpoint starts
+            os.fchdir(rootfd)
+            k.syscall("unshare", k.CLONE_NEWNS)
+            rootfd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            k.mount(None, mountpoint.lstrip("/") or ".", None, k.MS_PRIVATE)
         tree = k.open_tree(rootfd, mountpoint.lstrip("/") or ".", k.OPEN_TREE_CLONE | os.O_CLOEXEC)
         st = os.fstatvfs(tree)
         if (st.f_blocks - st.f_bfree) * st.f_frsize > TMPFS_LIMIT:

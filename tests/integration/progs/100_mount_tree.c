@@ -3,9 +3,9 @@
  * a symlink, a hard link, a FIFO, a device node, each with its mode, owner and time); a bind
  * of a file and of a directory from the host's file system; a read-only bind; a second proc
  * (hidepid); an mqueue and a cgroup2 mount; a devpts instance of its own at /dev/pts with an
- * open pty; a shared tmpfs with a peer, a slave, a private and an unbindable bind.  It keeps a
- * file, a FIFO (with a queued byte) and a listening unix socket open in the tmpfs, and its cwd
- * there.  After the signal it checks, from inside, every mount's line in mountinfo (type,
+ * open pty; a shared tmpfs with a peer, a slave, a private and an unbindable bind; an unbindable
+ * tmpfs of its own with a file.  It keeps a file, a FIFO (with a queued byte) and a listening
+ * unix socket open in the tmpfs, and its cwd there.  After the signal it checks, from inside, every mount's line in mountinfo (type,
  * options, propagation), every content, its open files, and that propagation still works. */
 #include "mount_common.h"
 #include <mqueue.h>
@@ -91,6 +91,10 @@ static void build(void)
 	DIE_IF(mount(NULL, at("t/p3"), NULL, MS_SLAVE, NULL) || mount(NULL, at("t/p4"), NULL, MS_PRIVATE, NULL) ||
 	       mount(NULL, at("t/p5"), NULL, MS_PRIVATE, NULL) || mount(NULL, at("t/p5"), NULL, MS_UNBINDABLE, NULL),
 	       "propagation");
+	/* p6: an unbindable tmpfs of its own (its files cannot be read through a clone of it) */
+	DIE_IF(mkdir(at("t/p6"), 0755) || mount("ub", at("t/p6"), "tmpfs", 0, "size=1m") ||
+	       mount(NULL, at("t/p6"), NULL, MS_UNBINDABLE, NULL), "unbindable tmpfs");
+	make_file(at("t/p6/file"), "unbindable-content", 0600, 0, 0);
 }
 
 static void check_propagation(void)
@@ -105,6 +109,10 @@ static void check_propagation(void)
 	      m[2].tags);
 	CHECK(!mnt_tag(m[3].tags, "shared") && !mnt_tag(m[3].tags, "master"), "p4 not private: '%s'", m[3].tags);
 	CHECK(strstr(m[4].tags, "unbindable") != NULL, "p5 not unbindable: '%s'", m[4].tags);
+	struct mnt_line u;
+	check_mount(at("t/p6"), "tmpfs", "rw", "size=1024k", &u);
+	CHECK(strstr(u.tags, "unbindable") != NULL, "p6 not unbindable: '%s'", u.tags);
+	check_content(at("t/p6/file"), "unbindable-content");
 	/* and it works: a mount in p1 shows in its peer and its slave, not elsewhere */
 	DIE_IF(mount("sub", at("t/p1/sub"), "tmpfs", 0, "size=1m"), "mount sub");
 	struct mnt_line s;
