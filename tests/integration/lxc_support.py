@@ -44,10 +44,9 @@ def plan_of(c: Container, images) -> dict:
     return yaml.safe_load(r.stdout)
 
 
-def skip_unless_checkpointable(c: Container, images) -> dict:
-    """The plan, or a skip naming what the engine cannot checkpoint yet."""
+def checkpointable_plan(c: Container, images) -> dict:
+    """The plan, which must list nothing that blocks a checkpoint or its restore."""
     plan = plan_of(c, images)
     blockers = plan["blocking"] + plan["restore_blocking"]
-    if blockers:
-        pytest.skip("the engine cannot checkpoint this container yet: " + "; ".join(blockers))
+    assert not blockers, "the container cannot be checkpointed: " + "; ".join(blockers)
     return plan

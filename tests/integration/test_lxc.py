@@ -18,7 +18,7 @@ import yaml
 
 from conftest import REPO
 from lxc_cr.busybox_ct import CriuOnPath
-from lxc_support import lxc_host, make_container, plan_of, skip_unless_checkpointable  # noqa: F401 (fixture)
+from lxc_support import lxc_host, make_container, plan_of, checkpointable_plan  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("lxc_host")
 
@@ -139,7 +139,7 @@ def test_failed_checkpoint_leaves_the_container_running(container, lxc_host, tmp
 
 
 def checkpoint_and_restore(c, lxc_host, tmp_path, stop: bool):
-    plan = skip_unless_checkpointable(c, tmp_path / "plan")
+    plan = checkpointable_plan(c, tmp_path / "plan")
     crcheck(c, "save")
     pids, init = c.payload_pids(), c.init_pid()
     images = tmp_path / "images"
@@ -173,7 +173,7 @@ def test_checkpoint_leave_running_then_restore(container, lxc_host, tmp_path):
 @pytest.mark.parametrize("container", ["failrestore"], indirect=True)
 def test_failed_restore_leaves_nothing(container, lxc_host, tmp_path):
     c = container
-    skip_unless_checkpointable(c, tmp_path / "plan")
+    checkpointable_plan(c, tmp_path / "plan")
     pids = c.payload_pids()
     images = tmp_path / "images"
     r = c.checkpoint(images, lxc_host, stop=True)

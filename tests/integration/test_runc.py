@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -26,58 +25,11 @@ COUNTER = "i=0; while :; do i=$((i+1)); echo $i > /dev/shm/count; echo \"$$ $i\"
 TIMEOUT = 60
 
 
-def engine_gaps(tmp_path: Path) -> list[str]:
-    """What a runc container needs that the engine cannot do yet, asked of the code itself: the
-    RPC options runc sends that the plans cannot carry, and whether a tree with a mount namespace
-    of its own can be dumped (a --leave-running dump of one)."""
-    from lxc_cr import rpc
-    wanted = ("opts.root", "opts.ext_mnt", "opts.inherit_fd") + (("opts.cg_root",) if _cgroup_v1() else ())
-    gaps = [g for g in rpc.missing_support() if g.startswith(wanted)]
-    probe = subprocess.Popen(["unshare", "--mount", "--pid", "--fork", "sleep", "60"], start_new_session=True)
-    try:
-        time.sleep(0.05)
-        child = _first_child(probe.pid)
-        r = subprocess.run([REPO / ".venv/bin/lxc-cr", "dump", "--leave-running", "--shell-job", "-t", str(child),
-                            "-D", tmp_path / "mntns-probe"], capture_output=True, text=True)
-        if r.returncode != 0:
-            gaps.append(f"a tree with its own mount namespace: {r.stderr.strip()}")
-    finally:
-        os.killpg(probe.pid, signal.SIGKILL)
-        probe.wait()
-    return gaps
-
-
-def _first_child(pid: int) -> int:
-    for _ in range(200):
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            kids = f.read().split()
-        if kids:
-            return int(kids[0])
-        time.sleep(0.01)
-    raise AssertionError(f"{pid} has no child")
-
-
-def _cgroup_v1() -> bool:
-    return os.path.isdir("/sys/fs/cgroup/freezer")
-
-
-_GAPS = None
-
-
 def require_runc():
     if NO_CR:
         pytest.skip("needs lxc-cr")
     if shutil.which("runc") is None:
         pytest.skip("runc is not installed (make setup installs it)")
-
-
-def require_engine(tmp_path: Path):
-    global _GAPS
-    require_runc()
-    if _GAPS is None:
-        _GAPS = engine_gaps(tmp_path)
-    if _GAPS:
-        pytest.skip("the engine cannot checkpoint a runc container yet: " + "; ".join(_GAPS))
 
 
 class Container:
@@ -171,18 +123,11 @@ class Container:
 
 
 @pytest.fixture
-def any_container(tmp_path, request):
-    """A container, whether or not the engine can checkpoint it (for the failure paths)."""
+def container(tmp_path, request):
     require_runc()
     c = Container(tmp_path, request.node.name.split("[")[0].replace("test_runc_", "")[:16])
     yield c
     c.destroy()
-
-
-@pytest.fixture
-def container(any_container, tmp_path):
-    require_engine(tmp_path)
-    return any_container
 
 
 def test_runc_checkpoint_and_restore(container):
@@ -209,10 +154,10 @@ def test_runc_checkpoint_and_restore(container):
     assert container.state() is None
 
 
-def test_runc_failed_checkpoint_leaves_the_container_running(any_container):
+def test_runc_failed_checkpoint_leaves_the_container_running(container):
     """A dump that fails (an injected fault once everything was collected, or what the engine
     cannot do yet) leaves the container running and counting, as runc says."""
-    container = any_container
+    container = container
     container.start()
     r = container.checkpoint(env=dict(os.environ, LXC_CR_FAULT="write"))
     assert r.returncode != 0 and "criu failed" in r.stderr
@@ -239,10 +184,10 @@ def test_runc_failed_restore_leaves_nothing(container):
     assert container.state()["pid"] == host_pid
 
 
-def test_runc_pre_dump_is_refused_and_the_container_runs_on(any_container):
+def test_runc_pre_dump_is_refused_and_the_container_runs_on(container):
     """runc asks FEATURE_CHECK for mem_track before a pre-dump; we answer honestly (false), so
     runc refuses the pre-dump itself, and the container is untouched."""
-    container = any_container
+    container = container
     container.start()
     r = container.checkpoint("--pre-dump", env=dict(os.environ))
     assert r.returncode != 0 and "missing features" in r.stderr, r.stderr
