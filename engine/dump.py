@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from . import files as files_mod
+from . import kernel as k
 from . import cgroups, locks, mounts, namespaces, netns, pidns, proc, sysvipc, task as task_mod
 from .errors import CRError, DumpError, UnsupportedError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir, prune
@@ -301,9 +302,12 @@ def check_only(plan) -> list[str]:
                         f"(use --shell-job for a job started from a shell)")
     blockers.extend(mounts.check(plan))
     blockers.extend(netns.check(plan.pid))     # before entering: it compares the namespace with ours
-    if namespaces.own(plan.pid, "net"):
-        netns.enter(plan.pid)       # sockets are classified from inside, as a dump does
+    # sockets are classified from inside the tree's network namespace, as a dump does; the
+    # caller gets its own back (the demo, for one, goes on to talk to LXC's abstract sockets)
+    home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
+        if namespaces.own(plan.pid, "net"):
+            netns.enter(plan.pid)
         for pid in pids:
             try:
                 blockers.extend(_task_blockers(ctx, plan, pid))
@@ -311,6 +315,8 @@ def check_only(plan) -> list[str]:
                 continue    # the tree runs while we look: a task that exited blocks nothing
     finally:
         ctx.close()
+        k.syscall("setns", home, k.CLONE_NEWNET)
+        os.close(home)
     return blockers
 
 

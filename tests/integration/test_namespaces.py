@@ -120,6 +120,12 @@ def test_check_only_looks_at_sockets_from_inside_their_namespace(tmp_path):
         res = subprocess.run([LXC_CR, "dump", "-t", str(root), "--check-only", "--shell-job"],
                              capture_output=True, text=True)
         assert res.returncode == 0 and "nothing blocks" in res.stdout, res.stdout + res.stderr
+        # in-process callers (lxc-cr plan --lxc, the demo) get their own namespace back
+        from lxc_cr.engine.dump import check_only
+        from lxc_cr.plan import DumpPlan
+        mine = ns_link("self", "net")
+        assert check_only(DumpPlan(pid=root, images_dir=str(tmp_path), shell_job=True, check_only=True)) == []
+        assert ns_link("self", "net") == mine
         os.kill(root, signal.SIGUSR1)
         unshare.wait(timeout=30)
         assert "PASS" in log.read_text()
