@@ -57,6 +57,7 @@ test: setup
 bench: setup
 	$(PY) bench/run.py
 	$(PY) bench/containers.py
+	$(PY) bench/runc.py
 
 clean:
 	rm -rf $(VENV) engine/.native-built engine/_native* $(PB2) build *.egg-info

@@ -48,7 +48,7 @@ def one_round(c, path, work: str) -> dict[str, float]:
 
 
 def section(rows: list[str], note: str) -> str:
-    text = f"{HEADER}\n\nWritten by `bench/containers.py` (`make bench`): `lxc-checkpoint -s` then `lxc-checkpoint -r` " \
+    text = f"Written by `bench/containers.py` (`make bench`): `lxc-checkpoint -s` then `lxc-checkpoint -r` " \
            f"of the busybox container of `make demo` (init, syslogd, a counter, a listener, a shell on the " \
            f"console); wall time of each command, median (min–max).\n\n"
     if rows:
@@ -56,15 +56,20 @@ def section(rows: list[str], note: str) -> str:
     return text + note
 
 
-def write(text: str) -> None:
+def write_section(header: str, body: str) -> None:
+    """Replace (or add) the section `header` of docs/BENCHMARKS.md; the other sections stay."""
     old = open(OUT).read() if os.path.exists(OUT) else "# Benchmarks\n\n"
-    if HEADER in old:
-        start = old.index(HEADER)
-        end = old.find("\n## ", start + len(HEADER))
+    if header in old:
+        start = old.index(header)
+        end = old.find("\n## ", start + len(header))
         old = old[:start] + old[end + 1:] if end >= 0 else old[:start]
     with open(OUT, "w") as f:
-        f.write(old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n")
-    print(f"wrote the {HEADER!r} section of {OUT}")
+        f.write(old.rstrip("\n") + "\n\n" + header + "\n\n" + body.rstrip("\n") + "\n")
+    print(f"wrote the {header!r} section of {OUT}")
+
+
+def write(text: str) -> None:
+    write_section(HEADER, text)
 
 
 def main() -> int:
