@@ -48,9 +48,9 @@ def one_round(c, path, work: str) -> dict[str, float]:
 
 
 def section(rows: list[str], note: str) -> str:
-    text = f"Written by `bench/containers.py` (`make bench`): `lxc-checkpoint -s` then `lxc-checkpoint -r` " \
-           f"of the busybox container of `make demo` (init, syslogd, a counter, a listener, a shell on the " \
-           f"console); wall time of each command, median (min–max).\n\n"
+    text = ("Written by `bench/containers.py` (`make bench`): `lxc-checkpoint -s` then `lxc-checkpoint -r` "
+            "of the busybox container of `make demo` (init, syslogd, a counter, a listener, a shell on the "
+            "console); wall time of each command, median (min–max).\n\n")
     if rows:
         text += "| criu | lxc-checkpoint -s | lxc-checkpoint -r |\n|---|---|---|\n" + "\n".join(rows) + "\n\n"
     return text + note
