@@ -166,6 +166,7 @@ def main() -> int:
                             text=True).stdout.strip()
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                "?")
+    kept = other_sections()
     with open(OUT, "w") as f:
         f.write("# Benchmarks\n\n")
         f.write("Written by `make bench` (`bench/run.py`); never asserted in tests.\n\n")
@@ -182,8 +183,17 @@ def main() -> int:
         f.write("\n".join(rows) + "\n\n")
         f.write(f"`lxc-cr --version`: {version_time() * 1000:.0f} ms (median of 20).\n\n")
         f.write(NOTES)
+        f.write("".join(f"\n## {section.rstrip()}\n" for section in kept))
     print(f"wrote {OUT}")
     return 0
+
+
+def other_sections() -> list[str]:
+    """The sections other scripts (bench/containers.py, bench/runc.py) wrote: kept as they are."""
+    if not os.path.exists(OUT):
+        return []
+    sections = open(OUT).read().split("\n## ")[1:]
+    return [s for s in sections if not s.startswith("Notes")]
 
 
 if __name__ == "__main__":
