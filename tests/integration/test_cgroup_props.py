@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from conftest import BIN_DIR, LXC_CR, NO_CR
-from test_cgroups import cgroups, dump_and_remove, start_inside  # noqa: F401  (cgroups: a fixture)
+from conftest import LXC_CR, NO_CR
+from test_cgroups import cgroups, dump_and_remove, reap_orphans, start_inside  # noqa: F401  (cgroups: a fixture)
 
 HIERARCHIES = ("pids", "memory", "cpu")
 LIMITS = {"pids": ("pids.max", "57"), "memory": ("memory.limit_in_bytes", str(64 << 20)),
@@ -64,29 +64,9 @@ def names(tmp_path):
 
 
 def start(tmp_path, src, dst):
-    log = tmp_path / "prog.log"
-    join = "; ".join(f"echo $$ > {cgdir(h, src)}/cgroup.procs" for h in HIERARCHIES)
     args = [src, dst if not NO_CR else src, LIMITS["pids"][1], LIMITS["memory"][1], LIMITS["cpu"][1],
             SUB_PIDS_MAX]
-    with open(log, "w") as out:
-        p = subprocess.Popen(["sh", "-c", f'{join}; exec "$0" "$@"', BIN_DIR / "150_cgroup_props", *args],
-                             stdout=out, stderr=out, stdin=subprocess.DEVNULL, cwd=tmp_path,
-                             start_new_session=True)
-    end = time.monotonic() + 20
-    while "READY" not in log.read_text():
-        assert time.monotonic() < end and p.poll() is None, log.read_text()
-        time.sleep(0.01)
-    return p, log
-
-
-def reap_orphans():
-    end = time.monotonic() + 10
-    while time.monotonic() < end:
-        try:
-            if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                time.sleep(0.02)
-        except ChildProcessError:
-            return
+    return start_inside(tmp_path, [cgdir(h, src) for h in HIERARCHIES], "150_cgroup_props", args)
 
 
 def dump(tmp_path, p, src):

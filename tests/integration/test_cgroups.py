@@ -31,12 +31,13 @@ def cgroups(tmp_path):
                 time.sleep(0.05)
 
 
-def start_inside(tmp_path, dirs):
+def start_inside(tmp_path, dirs, prog="47_cgroups", args=()):
+    """prog started in the cgroups dirs; returns (its Popen, its log) once it is READY."""
     log = tmp_path / "prog.log"
     join = "; ".join(f"echo $$ > {d}/cgroup.procs" for d in dirs)
     with open(log, "w") as out:
-        p = subprocess.Popen(["sh", "-c", f'{join}; exec "$0"', BIN_DIR / "47_cgroups"], stdout=out, stderr=out,
-                             stdin=subprocess.DEVNULL, cwd=tmp_path, start_new_session=True)
+        p = subprocess.Popen(["sh", "-c", f'{join}; exec "$0" "$@"', BIN_DIR / prog, *args], stdout=out,
+                             stderr=out, stdin=subprocess.DEVNULL, cwd=tmp_path, start_new_session=True)
     end = time.monotonic() + 20
     while "READY" not in log.read_text():
         assert time.monotonic() < end and p.poll() is None, log.read_text()

@@ -106,9 +106,10 @@ def test_184_inotify_queued_events_come_back_as_overflow(run_cycle):
     run_cycle("184_inotify_queued")
 
 
-def test_184b_inotify_queued_events_leave_running(progs_built, tmp_path):
-    """A --leave-running dump leaves the queued events to the original, as they were."""
-    c = Cycle(progs_built / "184_inotify_queued", tmp_path)
+def original_keeps_its_queue(binary, tmp_path):
+    """A --leave-running dump leaves the queued events to the original (started with the
+    argument "original", it checks it gets them all), as they were."""
+    c = Cycle(binary, tmp_path)
     try:
         c.start(("original",))
         c.wait_ready()
@@ -117,6 +118,10 @@ def test_184b_inotify_queued_events_leave_running(progs_built, tmp_path):
         c.signal_and_wait(EXIT_TIMEOUT, restored=False)
     finally:
         _kill_leftovers(c.pid)
+
+
+def test_184b_inotify_queued_events_leave_running(progs_built, tmp_path):
+    original_keeps_its_queue(progs_built / "184_inotify_queued", tmp_path)
 
 
 def test_57_fanotify(run_cycle):
@@ -232,13 +237,4 @@ def test_187_fanotify_queued_events_come_back_as_overflow(run_cycle):
 
 
 def test_187b_fanotify_queued_events_leave_running(progs_built, tmp_path):
-    """A --leave-running dump leaves the queued event to the original, as it was."""
-    c = Cycle(progs_built / "187_fanotify_queued", tmp_path)
-    try:
-        c.start(("original",))
-        c.wait_ready()
-        if not NO_CR:
-            c.lxc_cr("dump", ["-t", str(c.pid), "-D", str(c.imgdir), "--leave-running"], "dump.log")
-        c.signal_and_wait(EXIT_TIMEOUT, restored=False)
-    finally:
-        _kill_leftovers(c.pid)
+    original_keeps_its_queue(progs_built / "187_fanotify_queued", tmp_path)
