@@ -20,7 +20,6 @@ from .errors import DumpError, PlanError, fault_point
 
 log = logging.getLogger("lxc_cr.seize")
 
-SIGTRAP_SYSCALL = signal.SIGTRAP | 0x80
 
 
 @dataclass
@@ -225,8 +224,7 @@ def remote_syscall(tid: int, pid: int, name: str, *args: int) -> int:
         k.set_sigmask(tid, ALL_BUT_KILL_STOP)
         k.set_regs(tid, regs)
         fault_point("remote-syscall")
-        _step_syscall(tid)    # entry
-        _step_syscall(tid)    # exit
+        _step_over_syscall(tid, site)
         ret = k.get_regs(tid).rax
     finally:
         try:
@@ -244,17 +242,33 @@ def remote_syscall(tid: int, pid: int, name: str, *args: int) -> int:
 ALL_BUT_KILL_STOP = ~((1 << (signal.SIGKILL - 1)) | (1 << (signal.SIGSTOP - 1))) & (2**64 - 1)
 
 
-def _step_syscall(tid: int) -> None:
-    k.ptrace(k.PTRACE_SYSCALL, tid, 0, 0, "PTRACE_SYSCALL")
+def _trap_pending(tid: int) -> bool:
+    status = proc.read_text(f"/proc/{tid}/status")
+    pending = next(int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigPnd:"))
+    return bool(pending & (1 << (signal.SIGTRAP - 1)))
+
+
+def _step_over_syscall(tid: int, site: int) -> None:
+    """Execute the `syscall` instruction at site with one single step: the thread stops once,
+    after the call returned (half the stops of syscall-entry/exit tracing)."""
+    k.ptrace(k.PTRACE_SINGLESTEP, tid, 0, 0, "PTRACE_SINGLESTEP")
     while True:
         _, status = k.wait(tid)
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
             raise DumpError(f"task {tid} died during a remote system call")
-        if os.WSTOPSIG(status) == SIGTRAP_SYSCALL:
-            return
-        # a group stop or a new signal: go on without delivering it now
+        rip = k.get_regs(tid).rip
+        if rip == site + 2:
+            if os.WSTOPSIG(status) == signal.SIGTRAP or not _trap_pending(tid):
+                return
+            # another stop came first and the step's SIGTRAP waits: let it be reported (a
+            # pending signal stops the tracee before it runs any instruction) and drop it
+            k.ptrace(k.PTRACE_CONT, tid, 0, 0, "PTRACE_CONT")
+            continue
+        if rip != site:
+            raise DumpError(f"task {tid} left the remote system call at {rip:#x}")
+        # a group stop or a new signal before the step: step again without delivering it
         # (it stays pending; the mask blocks it)
-        k.ptrace(k.PTRACE_SYSCALL, tid, 0, 0, "PTRACE_SYSCALL")
+        k.ptrace(k.PTRACE_SINGLESTEP, tid, 0, 0, "PTRACE_SINGLESTEP")
 
 
 class _Scratch:
