@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 
-from test_failures import COUNTER, LXC_CR, ROOT, Program, lxc_cr
+from helpers import COUNTER, LXC_CR, ROOT, Program, lxc_cr
 
 
 def dumped(tmp_path, *dump_opts):

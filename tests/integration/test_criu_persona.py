@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from conftest import BIN_DIR, NO_CR, REPO, _reap_all, _related_pids
-from test_shell_job import read_until
+from helpers import read_until
 
 CRIU = REPO / "hooks" / "criu"
 # what LXC adds to every dump and restore (runtimes.md §2.3) that does not depend on a container

@@ -14,70 +14,7 @@ import subprocess
 import time
 
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LXC_CR = os.path.join(ROOT, ".venv", "bin", "lxc-cr")
-COUNTER = os.path.join(ROOT, "tests", "integration", "progs", "bin", "counter")
-
-
-def lxc_cr(*args, env=None, timeout=60):
-    full_env = dict(os.environ, **(env or {}))
-    return subprocess.run([LXC_CR, *args], capture_output=True, text=True, timeout=timeout, env=full_env,
-                          stdin=subprocess.DEVNULL)
-
-
-def one_line_error(result) -> str:
-    assert result.returncode != 0, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("lxc-cr: error: "), lines
-    return lines[0]
-
-
-class Program:
-    """The counter program holding 8 MiB; check() asks it to verify every word."""
-
-    def __init__(self, tmp_path, extra_setup=None):
-        self.log = tmp_path / "prog.log"
-        self.out = open(self.log, "w")
-        self.proc = subprocess.Popen([COUNTER, "8", "0"], stdout=self.out, stderr=self.out,
-                                     stdin=subprocess.DEVNULL, cwd=tmp_path, start_new_session=True,
-                                     pass_fds=extra_setup or ())
-        self.pid = self.proc.pid
-        self.wait_for("READY")
-        self.maps = self.snapshot()
-
-    def wait_for(self, text, timeout=20):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if text in self.log.read_text():
-                return
-            time.sleep(0.01)
-        raise AssertionError(f"no {text!r} in {self.log.read_text()!r}")
-
-    def snapshot(self):
-        maps = open(f"/proc/{self.pid}/maps").read()
-        fds = sorted(os.listdir(f"/proc/{self.pid}/fd"))
-        return maps, fds
-
-    def untouched(self):
-        """Not traced any more, same mappings and fds, and its memory still intact."""
-        end = time.monotonic() + 10
-        while "TracerPid:\t0" not in open(f"/proc/{self.pid}/status").read():
-            assert time.monotonic() < end, "still traced"
-            time.sleep(0.01)
-        assert self.snapshot() == self.maps
-        os.kill(self.pid, signal.SIGUSR1)
-        self.wait_for("MiB intact")
-
-    def stop(self):
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait()
-        self.out.close()
-
+from helpers import LXC_CR, Program, ROOT, lxc_cr, one_line_error
 
 @pytest.fixture
 def program(tmp_path):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from test_failures import COUNTER, LXC_CR
+from helpers import COUNTER, LXC_CR
 
 KINDS = {"cgroup2": ("/sys/fs/cgroup/unified", "cgroup.events"),
          "v1": ("/sys/fs/cgroup/freezer", "freezer.state")}

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from conftest import BIN_DIR, LXC_CR, NO_CR
-from test_namespaces import wait_for
+from helpers import wait_for
 
 pytestmark = pytest.mark.skipif(NO_CR, reason="needs lxc-cr")
 

@@ -1,7 +1,6 @@
 """Process trees in namespaces of their own, outside any container manager."""
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -9,48 +8,8 @@ import time
 
 import pytest
 
-from conftest import BIN_DIR, LXC_CR, NO_CR
-
-SETUP_LO = ["sh", "-c", 'ip link set lo up && ip addr add 127.1.2.3/8 dev lo && exec "$0"']
-SETUP_VETH = ["sh", "-c", 'ip link add lxccr0 type veth peer name lxccr1 && exec "$0"']
-
-
-def wait_for(path, text, timeout=30):
-    end = time.monotonic() + timeout
-    while text not in path.read_text():
-        assert time.monotonic() < end, f"no {text!r} in {path.read_text()!r}"
-        time.sleep(0.01)
-
-
-def ns_link(pid, kind):
-    return os.readlink(f"/proc/{pid}/ns/{kind}")
-
-
-def first_child(pid: int) -> int:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return int(f.read().split()[0])
-
-
-@contextlib.contextmanager
-def unshared(tmp_path, prog, flags=(), setup=(), ready="READY"):
-    """Run prog as PID 1 of new namespaces; yields (unshare's Popen, the program's PID, its log)
-    once its log shows `ready`."""
-    log = tmp_path / "prog.log"
-    with open(log, "w") as out:
-        unshare = subprocess.Popen(["unshare", "--pid", "--fork", *flags, *setup, BIN_DIR / prog], stdout=out,
-                                   stderr=out, stdin=subprocess.DEVNULL, cwd=tmp_path, start_new_session=True)
-    root = None
-    try:
-        wait_for(log, ready)
-        root = first_child(unshare.pid)
-        yield unshare, root, log
-    finally:
-        for pid in (root, unshare.pid):
-            if pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        unshare.wait()
-
+from conftest import LXC_CR, NO_CR
+from helpers import SETUP_LO, SETUP_VETH, first_child, ns_link, unshared
 
 def assert_refused_and_still_running(tmp_path, unshare, root, log, target, message):
     res = subprocess.run([LXC_CR, "dump", "-t", str(target), "-D", tmp_path / "d"], capture_output=True,

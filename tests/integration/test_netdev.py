@@ -24,7 +24,7 @@ import pytest
 
 from conftest import LXC_CR, NO_CR
 from test_kinds_sockets import pattern
-from test_namespaces import unshared, wait_for
+from helpers import unshared, wait_for
 
 BRIDGE = "br-net0"
 HOST_END = "vnet0h"           # the host end the test makes

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_failures import LXC_CR, Program, lxc_cr, one_line_error
+from helpers import LXC_CR, Program, lxc_cr, one_line_error
 
 
 def write_policy(path, text: str) -> str:

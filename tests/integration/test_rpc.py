@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import NO_CR, REPO, Cycle, _kill_leftovers, _reap_all
-from test_namespaces import SETUP_LO, unshared
+from helpers import SETUP_LO, unshared
 
 from lxc_cr import rpc_pb2 as pb
 

@@ -6,26 +6,11 @@ terminal of the restoring command, as a shell's `fg` after a restore would.
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
-import time
 
 from conftest import BIN_DIR, LXC_CR, NO_CR
-
-
-def read_until(master: int, text: bytes, timeout: float = 30.0) -> bytes:
-    seen = b""
-    end = time.monotonic() + timeout
-    while text not in seen:
-        left = end - time.monotonic()
-        assert left > 0, f"no {text!r} on the terminal; got {seen!r}"
-        if select.select([master], [], [], left)[0]:
-            try:
-                seen += os.read(master, 4096)
-            except OSError:
-                break
-    return seen
+from helpers import read_until
 
 
 def test_43_shell_job_moves_to_the_restoring_terminal(tmp_path):

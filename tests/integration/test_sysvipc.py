@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from conftest import LXC_CR, NO_CR
-from test_namespaces import unshared
+from helpers import unshared
 
 
 def dump(tmp_path, root, unshare):
