@@ -401,12 +401,14 @@ def prepare(images, inventory, plan):
 
 
 def _late(tree) -> set[int]:
-    """Mounts the root task makes: namespace-bound file systems, and all on or from them."""
+    """Mounts the root task makes: namespace-bound file systems, and all on or from them; and
+    binds of one pty of the tree's devpts (runc's /dev/console), which exists only once the
+    orchestrator has opened the tasks' files."""
     pb = _pb()
     late: set[int] = set()
     for e in tree.mounts:
         if ((e.kind == pb.Mount.NEW and e.fstype in NS_BOUND) or e.parent in late
-                or (e.kind == pb.Mount.BIND and e.bind_of in late)):
+                or (e.kind == pb.Mount.BIND and (e.bind_of in late or e.fstype == "devpts" and e.root != "/"))):
             late.add(e.id)
     return late
 

@@ -39,6 +39,7 @@ class Stat:
     pgid: int
     sid: int
     tty_nr: int
+    tpgid: int              # the foreground group of its controlling terminal
     nice: int
     num_threads: int
     start_code: int
@@ -63,7 +64,7 @@ def stat(pid: int, tid: int | None = None) -> Stat:
     # f[0] is field 3 (state); field N is f[N - 3]
     g = lambda n: int(f[n - 3])
     return Stat(pid=int(text[:lpar]), comm=comm, state=f[0], ppid=g(4), pgid=g(5), sid=g(6),
-                tty_nr=g(7), nice=g(19), num_threads=g(20), start_code=g(26), end_code=g(27),
+                tty_nr=g(7), tpgid=g(8), nice=g(19), num_threads=g(20), start_code=g(26), end_code=g(27),
                 start_stack=g(28), start_data=g(45), end_data=g(46), start_brk=g(47),
                 arg_start=g(48), arg_end=g(49), env_start=g(50), env_end=g(51), exit_code=g(52))
 

@@ -43,6 +43,7 @@ class DumpPlan:
     ext_sharing: bool = False       # mounts may share a peer group with mounts outside
     ext_masters: bool = False       # mounts may be slaves of mounts outside
     root: str | None = None         # --root: accepted (runtimes pass it); the tree's mounts are read from it
+    orphan_pts_master: bool = False  # a pty of the tree's devpts whose master is the caller's is dumped (RPC)
     log_file: str | None = None
     verbosity: int = 2
     notify: Callable | None = None   # notify(script, pid) at CRIU's action-script points (engine/notify.py)
@@ -77,6 +78,7 @@ class RestorePlan:
     manage_cgroups: str = "soft"    # engine/cgroups.py MODES
     root: str | None = None         # the root mount of a tree with its own mount namespace (--root)
     ext_mounts: tuple = ()          # (key, host path) pairs, or a dict: external mounts (--ext-mount-map KEY:PATH)
+    orphan_pts_master: Callable | None = None  # hand(fd, index): a new master goes to the caller (RPC)
     log_file: str | None = None
     verbosity: int = 2
     notify: Callable | None = None

@@ -50,8 +50,6 @@ NO_EFFECT = {
     "evasive_devices": "devices are reopened by path; there is no other path to try",
     "link_remap": "files unlinked while open are always saved with their content",
     "force_irmap": "inotify and fanotify watches are found by file handle at dump",
-    "orphan_pts_master": "a terminal whose master is outside the tree is refused at dump, so a "
-                         "restore never needs a new master",
 }
 
 # Options that are command-line flags too: they go through plan.dump_plan/restore_plan like
@@ -241,6 +239,7 @@ class Session:
             raise BadRequest("DUMP needs opts.pid (dumping the caller itself is not supported)")
         dirs = self._dirs(opts, "dump.log")
         plan = _plan(dump_plan(_args(opts, dirs, "dump", tree=opts.pid), "rpc"), 0, opts, self._notifier(opts))
+        plan = dataclasses.replace(plan, orphan_pts_master=opts.orphan_pts_master)
         resp = self.pb.Response(type=self.pb.DUMP, success=True)
         resp.dump.restored = False
 
@@ -264,6 +263,8 @@ class Session:
         opts = self._opts(req)
         dirs = self._dirs(opts, "restore.log")
         plan = _plan(restore_plan(_args(opts, dirs, "restore", restore_detached=True), "rpc"), 1, opts, self._notifier(opts))
+        if opts.orphan_pts_master and opts.notify_scripts:
+            plan = dataclasses.replace(plan, orphan_pts_master=self._hand_master)
         started = time.monotonic()
         pid = restore(plan)
         _write_stats(dirs.work, "stats-restore", self.pb.Stats(restore=self.pb.RestoreStats(
@@ -298,29 +299,38 @@ class Session:
     def _notifier(self, opts):
         """The plan's notify: the exchange with the client, or (without notify_scripts) a check
         at the last veto points that the client is still there to take the answer."""
-        pb = self.pb
         if not opts.notify_scripts:
             def still_there(script: str, pid: int | None) -> None:
                 if script in ("post-dump", "post-restore") and not self.ch.alive():
                     raise NotifyRefused(f"the client went away before {script}")
             return still_there
 
-        def exchange(script: str, pid: int | None) -> None:
-            resp = pb.Response(type=pb.NOTIFY, success=True, notify=pb.Notify(script=script))
-            if script in SCRIPTS_WITH_PID:
-                resp.notify.pid = pid
-            self.ch.send(resp)
-            try:
-                answer = self.ch.receive()
-            except (OSError, BadRequest) as e:
-                raise NotifyRefused(f"bad answer to notify {script}: {e}") from None
-            if answer is None:
-                raise NotifyRefused(f"the client closed the connection at notify {script}")
-            if answer.type != pb.NOTIFY:
-                raise NotifyRefused(f"the client answered notify {script} with request type {answer.type}")
-            if not answer.notify_success:
-                raise NotifyRefused(f"the client refused notify {script}")
-        return exchange
+        return self._exchange
+
+    def _hand_master(self, fd: int, index: int) -> None:
+        """orphan-pts-master: a new pty master (of a pair whose master the client held at dump)
+        goes to the client with the notification, as SCM_RIGHTS."""
+        log.info("pty %d: its new master goes to the client (orphan-pts-master)", index)
+        self._exchange("orphan-pts-master", None, fd)
+
+    def _exchange(self, script: str, pid: int | None, fd: int | None = None) -> None:
+        """One notification: sent (with fd, if any), then the client's answer; a false answer,
+        a closed socket or anything but a NOTIFY request vetoes."""
+        pb = self.pb
+        resp = pb.Response(type=pb.NOTIFY, success=True, notify=pb.Notify(script=script))
+        if script in SCRIPTS_WITH_PID:
+            resp.notify.pid = pid
+        self.ch.send(resp, fd)
+        try:
+            answer = self.ch.receive()
+        except (OSError, BadRequest) as e:
+            raise NotifyRefused(f"bad answer to notify {script}: {e}") from None
+        if answer is None:
+            raise NotifyRefused(f"the client closed the connection at notify {script}")
+        if answer.type != pb.NOTIFY:
+            raise NotifyRefused(f"the client answered notify {script} with request type {answer.type}")
+        if not answer.notify_success:
+            raise NotifyRefused(f"the client refused notify {script}")
 
 
 def _as_error(e: Exception) -> CRError:

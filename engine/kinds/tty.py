@@ -31,6 +31,14 @@ job's terminal: with --shell-job it is chardev's (the restoring shell's
 terminal), without it the dump is refused, as is a task whose controlling
 terminal is such a pty (check_ctty, called by engine/dump.py).  An O_PATH
 open of a terminal is only a name: it is opened again by that name.
+
+Orphan pairs (plan.orphan_pts_master, CRIU's orphan_pts_master: runc's and
+crun's `terminal: true` containers, whose master the runtime holds): the
+slave side is dumped with the pair's state as the slave shows it (termios,
+window size, the session it controls); output the master has not read stays
+in the caller's master.  Restore opens a new master for the same number in
+the restored devpts, hands it to the caller (the RPC client's
+orphan-pts-master notification, with the fd), and opens the slave by name.
 """
 from __future__ import annotations
 
@@ -130,14 +138,18 @@ def check(ctx, f) -> list[str]:
             index = _dev_tty_index(ctx.local_fd(f))
         except OSError as e:
             return [f"process {f.pid} fd {f.fd}: cannot look at /dev/tty: {e.strerror}"]
-    if index is None or index not in _tree_ptys(ctx)["masters"]:
+    if index is None or index not in _tree_ptys(ctx)["masters"] and not _orphans_allowed(ctx):
         return [str(_outside(ctx, f, f.link))]
     return []
 
 
+def _orphans_allowed(ctx) -> bool:
+    return bool(getattr(ctx.plan, "orphan_pts_master", False))
+
+
 def check_ctty(ctx, pid: int) -> None:
-    """Refuse a task whose controlling terminal is not a pty pair of the tree (without --shell-job):
-    restore could not give it back."""
+    """Refuse a task whose controlling terminal is not a pty pair of the tree (without --shell-job
+    or orphan_pts_master): restore could not give it back."""
     if ctx.shell_job:
         return
     st = proc.stat(pid)
@@ -146,6 +158,8 @@ def check_ctty(ctx, pid: int) -> None:
     if external.is_ctty(ctx, pid, st.tty_nr, st.sid):
         return                          # the runtime's terminal (LXC's console): it gives it back
     major, minor = os.major(st.tty_nr), os.minor(st.tty_nr)
+    if major == PTS_MAJOR and _orphans_allowed(ctx):
+        return                          # a pair the dump makes orphan (files give it back)
     if major != PTS_MAJOR or minor not in _tree_ptys(ctx)["masters"]:
         name = f"/dev/pts/{minor}" if major == PTS_MAJOR else f"terminal {major}:{minor}"
         raise UnsupportedError(f"process {pid}: its controlling terminal {name} is not a pty pair of the "
@@ -180,10 +194,45 @@ def dump(ctx, f):
             from . import chardev
             f.entry.kind = chardev.NAME
             return chardev.dump(ctx, f)
+        if index is not None and _orphans_allowed(ctx):
+            return MESSAGE(type=kind, index=index, path=f.link, orphan=True, pair=_orphan_pair(ctx, f, index))
         what = f.link if index is None or kind == MESSAGE.SLAVE else f"{f.link} (/dev/pts/{index})"
         raise _outside(ctx, f, what)
     master_id = ctx.table.entry_for(*master).id
     return MESSAGE(type=kind, index=index, path=f.link, master_id=master_id)
+
+
+def _orphan_pair(ctx, f, index: int):
+    """The state of pty `index`, whose master is outside the tree, as its slave shows it (once
+    per pair: every open of it carries the same)."""
+    orphans = ctx.shared.setdefault(NAME, {}).setdefault("orphans", {})
+    if index not in orphans:
+        fd = ctx.local_fd(f)
+        pair = PtyPair()
+        pair.iflag, pair.oflag, pair.cflag, pair.lflag, pair.line, pair.cc = TERMIOS.unpack(k.tcgets(fd))
+        if pair.line != 0:
+            raise UnsupportedError(f"process {f.pid} fd {f.fd}: pty {index} has a line discipline other than N_TTY")
+        pair.winsize.extend(k.get_winsize(fd))
+        if _queued(fd):
+            log.warning("pty %d: input its tasks had not read yet is lost (its master is the caller's)", index)
+        _orphan_session(ctx, f, index, pair)
+        orphans[index] = pair
+    return orphans[index]
+
+
+def _orphan_session(ctx, f, index: int, pair) -> None:
+    """The session whose controlling terminal pty `index` is, from the tasks' stat (the slave
+    answers TIOCGSID only to its own session)."""
+    want = os.makedev(PTS_MAJOR, index)
+    stats = [proc.stat(pid) for pid in sorted(ctx.tree)]
+    holder = next((st for st in stats if st.tty_nr == want and st.state != "Z"), None)
+    if holder is None:
+        return
+    if holder.sid not in ctx.tree:
+        raise UnsupportedError(f"process {f.pid} fd {f.fd}: pty {index} is the controlling terminal of "
+                               f"session {holder.sid}, outside the tree")
+    pair.session, pair.foreground = holder.sid, max(holder.tpgid, 0)
+    pair.without_ctty.extend(st.pid for st in stats if st.sid == holder.sid and st.state != "Z" and not st.tty_nr)
 
 
 def _devpts_dev(ctx) -> int:
@@ -440,8 +489,16 @@ def open(ctx, entry, msg) -> int:
         return _open_master(ctx, entry, msg, where)
     if msg.type not in (MESSAGE.SLAVE, MESSAGE.DEV_TTY):
         raise ImageError(f"{where}: unknown terminal type {msg.type}")
-    m, detail = _master_of(ctx, msg, where)
     flags = (entry.flags & OPEN_FLAGS) | os.O_CLOEXEC
+    if msg.orphan:
+        slave = _orphan_slave(ctx, msg, where, flags | os.O_NOCTTY)
+        if msg.type == MESSAGE.SLAVE:
+            return slave
+        try:
+            return _open_dev_tty(slave, flags, msg.index)
+        finally:
+            os.close(slave)
+    m, detail = _master_of(ctx, msg, where)
     if msg.type == MESSAGE.DEV_TTY:
         return _open_dev_tty(m, flags, msg.index)
     with _unlocked(m, detail.pair.locked):
@@ -449,6 +506,33 @@ def open(ctx, entry, msg) -> int:
             return k.ioctl_arg(m, k.TIOCGPTPEER, flags | os.O_NOCTTY, "TIOCGPTPEER")
         except OSError as e:
             raise RestoreError(f"cannot open the slave of pty {msg.index}: {e.strerror}") from None
+
+
+def _orphan_slave(ctx, msg, where: str, flags: int) -> int:
+    """The slave of an orphan pair, opened by name once its new master is the caller's (made
+    and handed over by the first open of the pair)."""
+    handed = ctx.shared.setdefault("tty-orphans", set())
+    if msg.index not in handed:
+        hand = getattr(ctx.plan, "orphan_pts_master", None)
+        if hand is None:
+            raise RestoreError(f"{where}: the master of pty {msg.index} was the dumping caller's; only a "
+                               f"caller that takes a new one (orphan_pts_master over RPC) can restore it")
+        saved, _, _ = _validate_pair(ctx, msg.pair, where)
+        m = _open_at_index(ctx.path("/dev/pts/ptmx"), msg.index, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        try:
+            k.ioctl_set_int(m, k.TIOCSPTLCK, 0, "TIOCSPTLCK")
+            k.tcsets(m, saved)
+            k.set_winsize(m, tuple(msg.pair.winsize))
+            hand(m, msg.index)
+        except OSError as e:
+            raise RestoreError(f"pty {msg.index}: {e.strerror}") from None
+        finally:
+            os.close(m)                 # the caller holds it now
+        handed.add(msg.index)
+    try:
+        return os.open(ctx.path(f"/dev/pts/{msg.index}"), flags)
+    except OSError as e:
+        raise RestoreError(f"cannot open /dev/pts/{msg.index}: {e.strerror}") from None
 
 
 def _master_of(ctx, msg, where: str):
@@ -608,7 +692,8 @@ def _open_dev_tty(m: int, flags: int, index: int) -> int:
 # --- the controlling terminal, in the restoring tasks (called by engine/restore.py) ----------
 
 def _sessions(ctx):
-    """(master file id, pair) of every pair that is a session's controlling terminal."""
+    """(file id, pair) of every pair that is a session's controlling terminal: its master, or
+    an open of its slave for an orphan pair."""
     out = ctx.shared.get("tty-sessions")
     if out is None:
         out = []
@@ -616,7 +701,8 @@ def _sessions(ctx):
             if entry.kind != NAME:
                 continue
             msg = MESSAGE()
-            if entry.detail.Unpack(msg) and msg.type == MESSAGE.MASTER and msg.pair.session:
+            if entry.detail.Unpack(msg) and msg.pair.session and (msg.type == MESSAGE.MASTER or msg.orphan) \
+                    and all(pair.session != msg.pair.session for _, pair in out):
                 out.append((entry.id, msg.pair))
         ctx.shared["tty-sessions"] = out
     return out

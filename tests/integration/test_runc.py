@@ -8,9 +8,12 @@ line of the old pipe (memory carried over exactly), with PID 1 inside and the sa
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import select
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -35,7 +38,7 @@ def require_runc():
 class Container:
     """A runc container from a `runc spec` bundle; the id carries the branch name."""
 
-    def __init__(self, tmp_path: Path, name: str):
+    def __init__(self, tmp_path: Path, name: str, terminal: bool = False):
         self.id = f"lxccr-rpc-{name}-{os.getpid()}"
         self.bundle = tmp_path / "bundle"
         self.images = tmp_path / "images"
@@ -48,7 +51,7 @@ class Container:
             (rootfs / "bin" / applet).symlink_to("busybox")
         subprocess.run(["runc", "spec"], cwd=self.bundle, check=True)
         config = json.loads((self.bundle / "config.json").read_text())
-        config["process"]["terminal"] = False
+        config["process"]["terminal"] = terminal
         config["process"]["args"] = ["/bin/sh", "-c", COUNTER]
         (self.bundle / "config.json").write_text(json.dumps(config))
         self.out = None
@@ -120,6 +123,55 @@ class Container:
         subprocess.run(["runc", "delete", "-f", self.id], capture_output=True, timeout=TIMEOUT)
         if self.out is not None:
             self.out.close()
+
+
+class Console:
+    """The --console-socket of a `terminal: true` container: runc sends the pty master over it
+    at run, and again (the new master) at restore."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(path))
+        self.listener.listen(4)
+        self.master = None
+
+    def take_master(self) -> int:
+        """The master runc sent since the last call (runc has returned: it is queued)."""
+        self.listener.settimeout(TIMEOUT)
+        conn, _ = self.listener.accept()
+        with conn:
+            _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+        assert len(fds) == 1, "runc sent no pty master"
+        self.master = fds[0]
+        return self.master
+
+    def next_line(self) -> tuple[int, int]:
+        line = b""
+        while not line.endswith(b"\r\n"):
+            assert select.select([self.master], [], [], TIMEOUT)[0], f"no line on the terminal: {line!r}"
+            line += os.read(self.master, 1)
+        pid, count = line.split()
+        return int(pid), int(count)
+
+    def last_line_until_eio(self) -> tuple[int, int]:
+        data = b""
+        while True:
+            try:
+                chunk = os.read(self.master, 4096)
+            except OSError as e:
+                assert e.errno == errno.EIO, e
+                break
+            data += chunk
+        os.close(self.master)
+        self.master = None
+        pid, count = data.splitlines()[-1].split()
+        return int(pid), int(count)
+
+    def close(self):
+        if self.master is not None:
+            os.close(self.master)
+        self.listener.close()
 
 
 @pytest.fixture
@@ -194,3 +246,36 @@ def test_runc_pre_dump_is_refused_and_the_container_runs_on(container):
     assert container.state()["status"] == "running"
     _, before = container.next_line()
     assert container.next_line()[1] == before + 1
+
+
+def test_runc_terminal_checkpoint_and_restore(tmp_path):
+    """A `terminal: true` container: its pty's master is runc's (sent to the console socket), so
+    the restore makes a new master for the same pty of the restored devpts and hands it to runc
+    (orphan-pts-master), which sends it on to the console socket.  The counter goes on on the
+    new master where the old one ended, and the shell still has the pty as its controlling
+    terminal, as the leader of its session."""
+    require_runc()
+    c = Container(tmp_path, "terminal", terminal=True)
+    console = Console(tmp_path / "console.sock")
+    try:
+        c.runc("run", "-d", "--console-socket", str(console.path), c.id, cwd=c.bundle, stdin=subprocess.DEVNULL)
+        console.take_master()
+        assert console.next_line()[0] == 1
+        host_pid = c.state()["pid"]
+        c.checkpoint()
+        _, last = console.last_line_until_eio()
+        c.runc("restore", "-d", "--console-socket", str(console.path), "--image-path", str(c.images),
+               "--work-path", str(c.work), c.id, cwd=c.bundle, stdin=subprocess.DEVNULL)
+        console.take_master()
+        assert c.state()["pid"] == host_pid
+        assert console.next_line() == (1, last + 1)
+        fields = c.exec("cat", "/proc/1/stat").rsplit(")", 1)[1].split()
+        session, tty_nr = int(fields[3]), int(fields[4])
+        pts = os.stat(f"/proc/{host_pid}/fd/0").st_rdev
+        assert (session, tty_nr) == (1, pts) and os.major(pts) == 136
+        console_mounts = [line.split() for line in c.exec("cat", "/proc/self/mountinfo").splitlines()
+                          if line.split()[4] == "/dev/console"]
+        assert [(m[3], m[-3]) for m in console_mounts] == [(f"/{os.minor(pts)}", "devpts")]
+    finally:
+        c.destroy()
+        console.close()
