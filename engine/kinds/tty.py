@@ -54,7 +54,7 @@ import termios
 
 from .. import kernel as k
 from .. import proc
-from ..errors import DumpError, ImageError, RestoreError, UnsupportedError
+from ..errors import DumpError, ImageError, RestoreError, UnsupportedError, fault_point
 from . import external
 from .tty_pb2 import PtyPair, Tty as MESSAGE
 
@@ -524,6 +524,7 @@ def _orphan_slave(ctx, msg, where: str, flags: int) -> int:
             k.tcsets(m, saved)
             k.set_winsize(m, tuple(msg.pair.winsize))
             hand(m, msg.index)
+            fault_point("orphan-pts-master")
         except OSError as e:
             raise RestoreError(f"pty {msg.index}: {e.strerror}") from None
         finally:

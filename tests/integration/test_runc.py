@@ -248,6 +248,22 @@ def test_runc_pre_dump_is_refused_and_the_container_runs_on(container):
     assert container.next_line()[1] == before + 1
 
 
+def start_with_terminal(c: Container, console: Console) -> tuple[int, int]:
+    """Run the container on a pty, checkpoint it; returns its host PID and its last count."""
+    c.runc("run", "-d", "--console-socket", str(console.path), c.id, cwd=c.bundle, stdin=subprocess.DEVNULL)
+    console.take_master()
+    assert console.next_line()[0] == 1
+    host_pid = c.state()["pid"]
+    c.checkpoint()
+    return host_pid, console.last_line_until_eio()[1]
+
+
+def restore_with_terminal(c: Container, console: Console, env=None):
+    return c.runc("restore", "-d", "--console-socket", str(console.path), "--image-path", str(c.images),
+                  "--work-path", str(c.work), c.id, cwd=c.bundle, stdin=subprocess.DEVNULL, env=env,
+                  check=env is None)
+
+
 def test_runc_terminal_checkpoint_and_restore(tmp_path):
     """A `terminal: true` container: its pty's master is runc's (sent to the console socket), so
     the restore makes a new master for the same pty of the restored devpts and hands it to runc
@@ -258,14 +274,8 @@ def test_runc_terminal_checkpoint_and_restore(tmp_path):
     c = Container(tmp_path, "terminal", terminal=True)
     console = Console(tmp_path / "console.sock")
     try:
-        c.runc("run", "-d", "--console-socket", str(console.path), c.id, cwd=c.bundle, stdin=subprocess.DEVNULL)
-        console.take_master()
-        assert console.next_line()[0] == 1
-        host_pid = c.state()["pid"]
-        c.checkpoint()
-        _, last = console.last_line_until_eio()
-        c.runc("restore", "-d", "--console-socket", str(console.path), "--image-path", str(c.images),
-               "--work-path", str(c.work), c.id, cwd=c.bundle, stdin=subprocess.DEVNULL)
+        host_pid, last = start_with_terminal(c, console)
+        restore_with_terminal(c, console)
         console.take_master()
         assert c.state()["pid"] == host_pid
         assert console.next_line() == (1, last + 1)
@@ -276,6 +286,29 @@ def test_runc_terminal_checkpoint_and_restore(tmp_path):
         console_mounts = [line.split() for line in c.exec("cat", "/proc/self/mountinfo").splitlines()
                           if line.split()[4] == "/dev/console"]
         assert [(m[3], m[-3]) for m in console_mounts] == [(f"/{os.minor(pts)}", "devpts")]
+    finally:
+        c.destroy()
+        console.close()
+
+
+def test_runc_terminal_failed_restore_leaves_nothing(tmp_path):
+    """A restore that fails once the new master went to runc leaves no task and no container,
+    and the same images then restore fine."""
+    require_runc()
+    c = Container(tmp_path, "termfail", terminal=True)
+    console = Console(tmp_path / "console.sock")
+    try:
+        host_pid, last = start_with_terminal(c, console)
+        r = restore_with_terminal(c, console, env=dict(os.environ, LXC_CR_FAULT="orphan-pts-master"))
+        assert r.returncode != 0 and "injected fault at step 'orphan-pts-master'" in (c.work / "restore.log").read_text()
+        with contextlib.suppress(ChildProcessError):    # killed, and reparented to us when runc exited
+            os.waitpid(host_pid, os.WNOHANG)
+        assert not os.path.exists(f"/proc/{host_pid}") and c.state() is None
+        restore_with_terminal(c, console)
+        console.take_master()       # the first restore's master, sent on before it failed
+        os.close(console.master)
+        console.take_master()
+        assert console.next_line() == (1, last + 1)
     finally:
         c.destroy()
         console.close()
