@@ -417,8 +417,6 @@ class _Restorer:
             for th in t.threads:
                 _load_registers(th)
             task_mod.apply_outside(p.pid, t)
-            _, area, size = self._slot(p.pid)
-            _install_seccomp(p.pid, t, area, size)
         for p in self.live:
             _, area, size = self._slot(p.pid)
             remote_syscall(p.pid, p.pid, "munmap", area, size)
@@ -577,6 +575,7 @@ class _Restorer:
         if t.root != "/":
             os.chroot(t.root)
         task_mod.apply_rlimits(t)
+        _install_seccomp(p.pid, t)
         signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         k.lib.lxc_call_blob(area, args)
 
@@ -654,16 +653,15 @@ def _load_registers(th) -> None:
     k.set_sigmask(th.tid, th.sigmask)
 
 
-def _install_seccomp(pid: int, t, area: int, size: int) -> None:
-    """Filters go in last, outermost first, into every thread (SUSPEND_SECCOMP keeps them off until detach)."""
-    if not t.seccomp:
-        return
-    scratch = area   # the blob's own code is no longer needed
+def _install_seccomp(pid: int, t) -> None:
+    """The task's filters, outermost first, installed by the task itself before its blob restores
+    its credentials: a task without CAP_SYS_ADMIN or no_new_privs (podman's default) could not
+    install them later.  The tracer's SUSPEND_SECCOMP keeps them off until detach; the threads
+    the blob makes inherit them."""
     for f in t.seccomp:
         prog = f.program
-        if len(prog) % 8 or not 0 < len(prog) // 8 <= 4096 or len(prog) + 16 > size:
+        if len(prog) % 8 or not 0 < len(prog) // 8 <= 4096:
             raise ImageError(f"task-{pid}.img: bad seccomp filter")
-        k.write_remote(pid, scratch + 16, prog)
-        k.write_remote(pid, scratch, struct.pack("<HxxxxxxQ", len(prog) // 8, scratch + 16))
-        for th in t.threads:
-            remote_syscall(th.tid, pid, "seccomp", 1, f.flags & ~1, scratch)   # SET_MODE_FILTER, no TSYNC
+        code = k.ffi.new("char[]", prog)
+        fprog = k.ffi.new("char[]", struct.pack("<HxxxxxxQ", len(prog) // 8, int(k.ffi.cast("uintptr_t", code))))
+        k.syscall("seccomp", 1, f.flags & ~1, int(k.ffi.cast("uintptr_t", fprog)))   # SET_MODE_FILTER, no TSYNC
