@@ -2,7 +2,7 @@
 VENV     := .venv
 PY       := $(VENV)/bin/python
 APT_PKGS := python3-lxc lxc lxc-templates dnsmasq-base python3-yaml python3-dev python3-venv \
-            protobuf-compiler python3-protobuf busybox-static iproute2 nftables zstd runc gcc make
+            protobuf-compiler python3-protobuf busybox-static iproute2 nftables zstd runc podman gcc make
 PROTOS   := $(wildcard engine/proto/*.proto engine/kinds/*.proto lxc_cr/*.proto)
 PB2      := $(PROTOS:.proto=_pb2.py)
 
