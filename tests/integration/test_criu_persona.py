@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from conftest import BIN_DIR, NO_CR, REPO, _reap_all, _related_pids
-from helpers import read_until
+from helpers import LXC_CR, read_until
 
 CRIU = REPO / "hooks" / "criu"
 # what LXC adds to every dump and restore (runtimes.md §2.3) that does not depend on a container
@@ -105,8 +105,14 @@ def test_lxc_feature_check_answers_honestly():
 
 
 def test_version_with_stderr_closed():
+    """hooks/criu answers the version itself (LXC asks before every dump and restore): it must
+    be the version the Python side gives (VERSION RPC, and lxc-cr in the criu persona)."""
     r = subprocess.run([CRIU, "--version"], stdout=subprocess.PIPE, text=True, preexec_fn=lambda: os.close(2))
-    assert r.returncode == 0 and r.stdout.startswith("Version: 3.")
+    from lxc_cr import CRIU_COMPAT_VERSION
+    assert r.returncode == 0 and r.stdout == f"Version: {CRIU_COMPAT_VERSION}\n"
+    python = subprocess.run([LXC_CR, "--version"], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, LXC_CR_PERSONA="criu"))
+    assert python.stdout == r.stdout
 
 
 def test_options_that_cannot_apply_are_refused_or_logged(tmp_path):
