@@ -35,12 +35,12 @@ import logging
 import os
 import re
 
-from . import cgroup_props, proc
+from . import CGROUP_MODES, cgroup_props, proc
 from .errors import ImageError, RestoreError, UnsupportedError, fault_point
 
 log = logging.getLogger("lxc_cr.cgroups")
 
-MODES = ("ignore", "none", "props", "soft", "full", "strict")
+MODES = CGROUP_MODES
 IMAGE = "cgroups.img"
 ROOT_SPEC = re.compile(r"(?:([^:/]*):)?(/.*)")
 

@@ -48,7 +48,6 @@ def dump(plan) -> DumpStats:
     notify(plan, "pre-dump", plan.pid)
     images = ImageDir.for_dump(plan.images_dir)
     _pb()                   # load protobuf now: the tree should not wait for an import
-    netns.preload(plan.pid)
     seizure = Seizure(plan.pid, Freezer(plan.freeze_cgroup) if plan.freeze_cgroup else None)
     t0 = time.monotonic()
     collector = None
@@ -132,7 +131,7 @@ class _Collector:
         self.sysvipc = sysvipc.dump(self.plan.pid, self.images) if self.ipc_ns else None
         self.cgroup_ns = namespaces.dump_cgroup_ns(self.plan.pid)
         self.mnt_ns = mounts.dump(self.plan, self.images)
-        self.net = netns.dump(self.plan.pid, pb)      # and the dumper stays in it
+        net = netns.dump(self.plan.pid)      # read by the netlink worker meanwhile; the dumper stays in it
         self._check_sessions()
         for pid in self.s.order:
             info = processes[pid]
@@ -160,6 +159,7 @@ class _Collector:
             cgroups.dump(pid, t)
             self.tasks[pid] = t
             self.mms[pid] = self._mm(pid)
+        self.net = pb.NetNs.FromString(net.result()) if net is not None else None
         self.cgroups = cgroups.dump_tree(self.plan.pid, self.plan.cgroup_roots, self.plan.manage_cgroups,
                                          self.tasks)
         _add_helpers(self.pstree)

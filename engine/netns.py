@@ -1,5 +1,8 @@
 """A tree's own network namespace: its devices, addresses, routes, sysctls and nftables ruleset.
 
+pyroute2 does the netlink work, in the netlink worker (engine/nlworker.py: a child
+process that imports it while the dumper or restorer does the rest).
+
 Dump: the dumper joins the tree's network namespace for the whole dump, so
 that everything it asks about sockets (sock_diag, getsockopt on pidfd_getfd'ed
 sockets) and the network lock (engine/netlock.py) happen there.  Before it
@@ -11,17 +14,16 @@ or from router advertisements, are left to the kernel), every route of every
 table but those the kernel derives from addresses, the sysctls of SYSCTLS, and
 the nftables ruleset.
 
-Restore (`restore()`, in the orchestrator, before any file is opened): a
-netlink socket opened first stays in the host namespace; then
-unshare(CLONE_NEWNET) gives the orchestrator, and the tree it forks, the new
-namespace.  In it, in this order: the devices (host ends named by `--external`),
+Restore (`restore()`, in the orchestrator, before any file is opened): the
+worker opens a netlink socket that stays in the host namespace, then makes the
+new namespace with unshare(CLONE_NEWNET) and hands it to the orchestrator, which
+joins it (the tree it forks is born there).  In it, in this order: the devices (host ends named by `--external`),
 the sysctls, the nftables ruleset and the lock of every TCP connection the
 dump locked (so that the peer's retransmissions cannot reach the namespace
 before the socket is back: engine/kinds/inetsk.py lifts each), the links' state,
 addresses (IPv6 without duplicate address detection: they were in use), and
-routes.  The returned HostDevices undoes the host side if the restore fails.
-pyroute2 does the netlink work; it is imported only for a tree with a network
-namespace of its own.
+routes.  The worker keeps the HostDevices, which undoes the host side if the
+restore fails (Made.undo()).
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ import socket
 import subprocess
 
 from . import kernel as k
-from . import netdev
+from . import netdev, nlworker
 from .errors import ImageError, PlanError, RestoreError, UnsupportedError, fault_point
 from .namespaces import inside, own
 
@@ -81,12 +83,6 @@ def _sysctl_names(devices) -> list[str]:
     return names
 
 
-def preload(root: int) -> None:
-    """Import pyroute2 (about 0.1 s) before the tree is frozen, if the dump will need it."""
-    if own(root, "net"):
-        import pyroute2  # noqa: F401
-
-
 def enter(root: int) -> None:
     fd = os.open(f"/proc/{root}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -97,11 +93,21 @@ def enter(root: int) -> None:
 
 # --- dump --------------------------------------------------------------------------------------
 
-def dump(root: int, pb):
-    """The tree's network namespace, or None if it shares ours.  The dumper stays in it."""
+def dump(root: int):
+    """Start reading the tree's network namespace (in the netlink worker) and join it: the
+    dumper stays in it.  Returns the pending answer, whose result() is the NetNs message's
+    bytes, or None when the tree shares our namespace."""
     if not own(root, "net"):
         return None
+    pending = nlworker.submit(_dump_namespace, root)
+    enter(root)
+    return pending
+
+
+def _dump_namespace(root: int) -> bytes:
+    """In the netlink worker (engine/nlworker.py), in the dumper's namespace to begin with."""
     from pyroute2 import IPRoute
+    from .proto import images_pb2 as pb
     with IPRoute() as host:          # stays in our namespace: the outside ends of devices are there
         enter(root)
         with IPRoute() as ipr:
@@ -121,7 +127,7 @@ def dump(root: int, pb):
         if value is not None:
             net.sysctls.add(name=name, value=value)
     net.nft_ruleset = _nft_ruleset()
-    return net
+    return net.SerializeToString()
 
 
 def check(root: int) -> list[str]:
@@ -263,18 +269,45 @@ def _is_address(family: int, text: str) -> bool:
         return False
 
 
-def restore(inventory, devices, files):
-    """The tree's network namespace, made and entered (see the module docstring); returns
-    the HostDevices to undo on failure, or None when the tree shares ours."""
+def restore(inventory, devices, files) -> "Made | None":
+    """The tree's network namespace, made (by the netlink worker) and entered (see the module
+    docstring); returns what undoes the host side on failure, or None when the tree shares ours."""
     if not inventory.HasField("net"):
         if devices:
             raise PlanError(f"--external {devices[0].kind}[{devices[0].name}]: the dump has no network "
                             f"namespace of its own")
         return None
-    net = inventory.net
-    netdev.check_plan(net.links, devices)
-    external = {d.name: d for d in devices}
+    netdev.check_plan(inventory.net.links, devices)
+    from .kinds import inetsk
+    (fd,) = nlworker.call(_make, inventory.net.SerializeToString(), tuple(devices), list(inetsk.locked(files)))
+    try:
+        k.syscall("setns", fd, k.CLONE_NEWNET)
+    finally:
+        os.close(fd)
+    return Made()
+
+
+class Made:
+    """The restore's handle on the namespace the worker made: undo() removes its host side."""
+
+    def undo(self) -> None:
+        nlworker.call(_undo_made)
+
+    def close(self) -> None:
+        nlworker.call(_close_made)
+
+
+_made: "netdev.HostDevices | None" = None      # in the worker, between _make and _close_made
+
+
+def _make(net_bytes: bytes, devices: tuple, locked: list) -> nlworker.Fds:
+    """In the netlink worker: a new network namespace with the dumped devices, sysctls,
+    ruleset, lock, addresses and routes; returns an fd of it."""
+    global _made
     from pyroute2 import IPRoute, NetlinkError
+    from .proto import images_pb2 as pb
+    net = pb.NetNs.FromString(net_bytes)
+    external = {d.name: d for d in devices}
     host = IPRoute()                   # stays in our namespace: host ends are made there
     host_ns_fd = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     k.syscall("unshare", k.CLONE_NEWNET)
@@ -286,7 +319,7 @@ def restore(inventory, devices, files):
         fault_point("netdev")
         for s in net.sysctls:
             _write_sysctl(s.name, s.value)
-        _lock(net.nft_ruleset, files)
+        _lock(net.nft_ruleset, locked)
         _set_up(devs.inside, net)
     except BaseException as e:
         devs.undo()
@@ -294,7 +327,20 @@ def restore(inventory, devices, files):
         if isinstance(e, NetlinkError):
             raise RestoreError(f"cannot set up the network namespace: {os.strerror(e.code)}") from None
         raise
-    return devs
+    _made = devs
+    return nlworker.Fds((os.dup(devs.ns_fd),))
+
+
+def _undo_made() -> None:
+    if _made is not None:
+        _made.undo()
+
+
+def _close_made() -> None:
+    global _made
+    if _made is not None:
+        _made.close()
+        _made = None
 
 
 def _write_sysctl(name: str, value: str) -> None:
@@ -305,15 +351,15 @@ def _write_sysctl(name: str, value: str) -> None:
         raise RestoreError(f"cannot set sysctl {name} to {value!r}: {e.strerror}") from None
 
 
-def _lock(ruleset: str, files) -> None:
-    """The namespace's own ruleset, and the lock of the TCP connections the dump locked."""
+def _lock(ruleset: str, locked: list) -> None:
+    """The namespace's own ruleset, and the lock of the TCP connections the dump locked
+    (inetsk.locked: (name, element) pairs)."""
     if ruleset:
         r = subprocess.run(["nft", "-j", "-f", "-"], input=ruleset, capture_output=True, text=True)
         if r.returncode != 0:
             raise RestoreError(f"cannot restore the network namespace's nftables ruleset: {r.stderr.strip()}")
-    from .kinds import inetsk
     from . import netlock
-    for name, element in inetsk.locked(files):
+    for name, element in locked:
         netlock.lock(name, element)
 
 

@@ -10,8 +10,7 @@ import os
 import sys
 
 from . import CRIU_COMPAT_VERSION, __version__, criu_opts
-from .lxc_plan import caller
-from .policy import CGROUP_MODES
+from .engine import CGROUP_MODES
 
 USAGE = """\
 usage: lxc-cr dump -t PID -D DIR [-o LOG] [-v[N]] [--leave-running] [--shell-job] [--file-locks]
@@ -248,23 +247,34 @@ def _setup_log(path: str | None, verbosity: int) -> None:
     logging.getLogger().handlers = [handler]
 
 
+def _caller(args):
+    from .lxc_plan import caller
+    return caller(args)
+
+
 def cmd_dump(args) -> int:
-    from .engine import dump
-    from .plan import dump_plan
     _no_operands(args, "dump")
     _refuse(args, ("restore_detached", "pidfile", "restore_sibling", "inherit_fd", "veth_pair"))
-    plan = dump_plan(args, *caller(args))
-    if plan.check_only:
-        return _check_only(plan)
+    if args.check_only:
+        from .plan import dump_plan
+        return _check_only(dump_plan(args, *_caller(args)))
+    return _supervised(lambda: _dump(args))
+
+
+def _dump(args) -> None:
+    from . import engine
+    if args.tree:
+        engine.warm_up(tree=args.tree)      # before our own imports: it overlaps them
+    from .plan import dump_plan
+    plan = dump_plan(args, *_caller(args))
     from .engine.images import ImageDir
     ImageDir.for_dump(plan.images_dir).close()     # checks the directory before the log goes in it
     _setup_log(plan.log_file, plan.verbosity)
     _log_notes(args)
     import logging
-    from .plan import to_yaml
-    if logging.getLogger("lxc_cr").isEnabledFor(logging.DEBUG):    # yaml costs ~10 ms to load
-        logging.getLogger("lxc_cr").debug("plan:\n%s", to_yaml(plan))
-    return _supervised(lambda: dump(plan))
+    if logging.getLogger("lxc_cr").isEnabledFor(logging.DEBUG):
+        logging.getLogger("lxc_cr").debug("plan: %s", plan)
+    engine.dump(plan)
 
 
 def cmd_pre_dump(args) -> int:
@@ -273,7 +283,7 @@ def cmd_pre_dump(args) -> int:
     from .plan import dump_plan
     _no_operands(args, "pre-dump")
     _refuse(args, ("restore_detached", "pidfile", "restore_sibling", "inherit_fd", "leave_running", "veth_pair"))
-    plan = dump_plan(args, *caller(args))
+    plan = dump_plan(args, *_caller(args))
     from .engine.dump import check_only
     blockers = check_only(plan)
     os.makedirs(plan.images_dir, mode=0o700, exist_ok=True)
@@ -368,11 +378,14 @@ def cmd_plan(args) -> int:
 
 
 def cmd_restore(args) -> int:
-    from .engine import restore
-    from .plan import restore_plan
+    from . import engine
     _no_operands(args, "restore")
     _refuse(args, ("tree", "leave_running", "skip_in_flight", "check_only", "freeze_cgroup", "ghost_limit"))
-    plan = restore_plan(args, *caller(args))
+    if args.veth_pair or any(e.startswith(("veth[", "macvlan[", "netdev[")) for e in args.external):
+        engine.warm_up(network=True)        # devices to make: the images have a network namespace
+    from .engine import restore
+    from .plan import restore_plan
+    plan = restore_plan(args, *_caller(args))
     if not os.path.isdir(plan.images_dir):
         from .engine.errors import PlanError
         raise PlanError(f"image directory {plan.images_dir} does not exist")

@@ -28,11 +28,11 @@ import os
 import re
 from dataclasses import dataclass
 
+from .engine import CGROUP_MODES
 from .engine.errors import PlanError
 
 SITE_DIR = "/etc/lxc-cr"
 ENTRYPOINTS = ("cli", "lxc", "rpc")
-CGROUP_MODES = ("ignore", "none", "props", "soft", "full", "strict")
 
 
 class PolicyError(PlanError):

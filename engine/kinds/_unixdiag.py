@@ -7,7 +7,7 @@ import os
 import socket
 import struct
 
-from .. import proc
+from .. import nlworker, proc
 
 SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET = 1, 2, 5
 TYPE_NAMES = {SOCK_STREAM: "stream", SOCK_DGRAM: "datagram", SOCK_SEQPACKET: "seqpacket"}
@@ -47,6 +47,11 @@ class Diag:
 
 
 def diag_all() -> dict[int, Diag]:
+    """Every unix socket of the dumper's network namespace (asked by the netlink worker)."""
+    return nlworker.call(_diag_all)
+
+
+def _diag_all() -> dict[int, Diag]:
     from pyroute2 import DiagSocket
     from pyroute2.netlink.diag import (UDIAG_SHOW_ICONS, UDIAG_SHOW_PEER, UDIAG_SHOW_RQLEN,
                                        UDIAG_SHOW_VFS)
