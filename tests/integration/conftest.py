@@ -56,6 +56,23 @@ def child_subreaper():
     _reap_all()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_leftover_queues():
+    """POSIX message queues named /lxccr-* that test programs left in the host's IPC namespace
+    (a run killed before its end), removed before and after the session: they count against
+    root's RLIMIT_MSGQUEUE in every namespace, so leftovers of earlier runs make mq_open fail."""
+    _remove_queues()
+    yield
+    _remove_queues()
+
+
+def _remove_queues():
+    # an mqueue mount of the host's IPC namespace, made in a mount namespace of its own: its
+    # files are the queues, and removing one is mq_unlink
+    subprocess.run(["unshare", "--mount", "sh", "-c", "mount -t mqueue none /mnt && rm -f /mnt/lxccr-*"],
+                   check=True)
+
+
 @pytest.fixture(scope="session")
 def progs_built():
     """Build the scenario programs once per session."""

@@ -4,7 +4,7 @@
  * b: maxmsg 3, msgsize 8192, empty, O_RDONLY|O_NONBLOCK.
  * c: one message, then mq_unlink()ed while still open.
  * d: empty; a child holds it and is blocked in mq_receive() on it.
- * Names are /lxccr-93-PID-x (the harness removes leftovers).
+ * Names are /lxccr-93-PID-x (the harness removes leftovers: conftest.py no_leftover_queues).
  * After the signal: attributes, flags and mode; every message comes out in
  * priority order, FIFO within a priority, with its priority; the names a, b
  * and d exist again (a new mq_open finds the same queue), c's does not; the
