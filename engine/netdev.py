@@ -116,7 +116,7 @@ def check_plan(links, devices) -> None:
 def host_link(host, index: int):
     """The link message of device index in the dumper's namespace, or None (the device outside
     is in yet another namespace)."""
-    from pyroute2 import NetlinkError
+    from pyroute2.netlink.exceptions import NetlinkError
     try:
         return host.get_links(index)[0] if index else None
     except NetlinkError:
@@ -141,7 +141,7 @@ class HostDevices:
         self.undo_steps = []
 
     def create(self, link, external) -> None:
-        from pyroute2 import NetlinkError
+        from pyroute2.netlink.exceptions import NetlinkError
         try:
             if external is not None and external.kind == "netdev":
                 self._move_in(link, external.host)

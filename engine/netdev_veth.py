@@ -37,7 +37,7 @@ def dump(msg, link, host) -> None:
 
 def create(devs, link, external) -> None:
     """The pair, the host end attached and up; its deletion goes to devs' undo steps."""
-    from pyroute2 import NetlinkError
+    from pyroute2.netlink.exceptions import NetlinkError
     host_name, bridge = _host_side(devs, link, external)
     bridge_index = devs.host_index(bridge, f"bridge {bridge} for veth {link.name}") if bridge else None
     peer = {"ifname": host_name} if host_name else {}

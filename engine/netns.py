@@ -106,7 +106,7 @@ def dump(root: int):
 
 def _dump_namespace(root: int) -> bytes:
     """In the netlink worker (engine/nlworker.py), in the dumper's namespace to begin with."""
-    from pyroute2 import IPRoute
+    from pyroute2.iproute.linux import IPRoute
     from .proto import images_pb2 as pb
     with IPRoute() as host:          # stays in our namespace: the outside ends of devices are there
         enter(root)
@@ -138,7 +138,7 @@ def check(root: int) -> list[str]:
 
 
 def _refusals() -> list[str]:
-    from pyroute2 import IPRoute
+    from pyroute2.iproute.linux import IPRoute
     with IPRoute() as ipr:
         refusals = [*map(netdev.refusal, ipr.get_links()), *map(_route_refusal, _routes(ipr))]
     return [why for why in refusals if why]
@@ -304,7 +304,8 @@ def _make(net_bytes: bytes, devices: tuple, locked: list) -> nlworker.Fds:
     """In the netlink worker: a new network namespace with the dumped devices, sysctls,
     ruleset, lock, addresses and routes; returns an fd of it."""
     global _made
-    from pyroute2 import IPRoute, NetlinkError
+    from pyroute2.iproute.linux import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
     from .proto import images_pb2 as pb
     net = pb.NetNs.FromString(net_bytes)
     external = {d.name: d for d in devices}
@@ -364,7 +365,7 @@ def _lock(ruleset: str, locked: list) -> None:
 
 
 def _set_up(ipr, net) -> None:
-    from pyroute2 import NetlinkError
+    from pyroute2.netlink.exceptions import NetlinkError
     index = {link.name: ipr.link_lookup(ifname=link.name)[0] for link in net.links}
     for link in net.links:
         if link.up:

@@ -52,8 +52,7 @@ def diag_all() -> dict[int, Diag]:
 
 
 def _diag_all() -> dict[int, Diag]:
-    from pyroute2 import DiagSocket
-    from pyroute2.netlink.diag import (UDIAG_SHOW_ICONS, UDIAG_SHOW_PEER, UDIAG_SHOW_RQLEN,
+    from pyroute2.netlink.diag import (DiagSocket, UDIAG_SHOW_ICONS, UDIAG_SHOW_PEER, UDIAG_SHOW_RQLEN,
                                        UDIAG_SHOW_VFS)
     with DiagSocket() as ds:
         ds.bind()

@@ -136,7 +136,7 @@ def _half_open(msg) -> int:
 
 
 def _syn_recv(family: int, port: int) -> int:
-    from pyroute2 import DiagSocket
+    from pyroute2.netlink.diag import DiagSocket
     with DiagSocket() as ds:
         ds.bind()
         found = ds.get_sock_stats(family=family, protocol=IPPROTO_TCP, states=1 << SYN_RECV)
