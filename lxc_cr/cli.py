@@ -383,7 +383,6 @@ def cmd_restore(args) -> int:
     _refuse(args, ("tree", "leave_running", "skip_in_flight", "check_only", "freeze_cgroup", "ghost_limit"))
     if args.veth_pair or any(e.startswith(("veth[", "macvlan[", "netdev[")) for e in args.external):
         engine.warm_up(network=True)        # devices to make: the images have a network namespace
-    from .engine import restore
     from .plan import restore_plan
     plan = restore_plan(args, *_caller(args))
     if not os.path.isdir(plan.images_dir):
@@ -391,7 +390,7 @@ def cmd_restore(args) -> int:
         raise PlanError(f"image directory {plan.images_dir} does not exist")
     _setup_log(plan.log_file, plan.verbosity)
     _log_notes(args)
-    result = restore(plan)
+    result = engine.restore(plan)
     return 0 if plan.detach or plan.restore_sibling else result
 
 
