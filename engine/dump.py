@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from . import files as files_mod
 from . import kernel as k
-from . import cgroups, locks, mounts, namespaces, netns, pidns, proc, sysvipc, task as task_mod
+from . import cgroups, extns, locks, mounts, namespaces, netns, pidns, proc, sysvipc, task as task_mod
 from .errors import CRError, DumpError, UnsupportedError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir, prune
 from .memory import MemoryDumper
@@ -124,14 +124,15 @@ class _Collector:
     def collect(self) -> None:
         pb = _pb()
         processes = self.s.processes
-        self.pid_ns = pidns.own_namespace(self.plan.pid)
+        self.ext = extns.check_dump(self.plan.pid, self.plan.external_namespaces)   # the caller's namespaces
+        self.pid_ns = pidns.own_namespace(self.plan.pid, external="pid" in self.ext)
         namespaces.check(self.plan.pid, [p for p in self.s.order if not processes[p].zombie])
         self.uts = namespaces.dump_uts(self.plan.pid, pb)
         self.ipc_ns = namespaces.dump_ipc(self.plan.pid)
         self.sysvipc = sysvipc.dump(self.plan.pid, self.images) if self.ipc_ns else None
         self.cgroup_ns = namespaces.dump_cgroup_ns(self.plan.pid)
         self.mnt_ns = mounts.dump(self.plan, self.images)
-        net = netns.dump(self.plan.pid)      # read by the netlink worker meanwhile; the dumper stays in it
+        net = netns.dump(self.plan.pid, "net" in self.ext)  # read by the netlink worker meanwhile; the dumper stays in it
         self._check_sessions()
         for pid in self.s.order:
             info = processes[pid]
@@ -225,6 +226,7 @@ class _Collector:
             inv.uts.CopyFrom(self.uts)
         if self.net is not None:
             inv.net.CopyFrom(self.net)
+        extns.record(inv, self.ext)
         for name, size in vdso_layout():
             inv.vdso_layout.add(name=name, size=size)
         return inv
@@ -301,7 +303,8 @@ def check_only(plan) -> list[str]:
         blockers.append(f"process {plan.pid}: its session or process group leader is outside the tree "
                         f"(use --shell-job for a job started from a shell)")
     blockers.extend(mounts.check(plan))
-    blockers.extend(netns.check(plan.pid))     # before entering: it compares the namespace with ours
+    blockers.extend(extns.blockers(plan.pid, plan.external_namespaces))
+    blockers.extend(netns.check(plan.pid, extns.names(plan.external_namespaces, "net")))     # before entering
     # sockets are classified from inside the tree's network namespace, as a dump does; the
     # caller gets its own back (the demo, for one, goes on to talk to LXC's abstract sockets)
     home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)

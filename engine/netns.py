@@ -93,11 +93,15 @@ def enter(root: int) -> None:
 
 # --- dump --------------------------------------------------------------------------------------
 
-def dump(root: int):
+def dump(root: int, external: bool = False):
     """Start reading the tree's network namespace (in the netlink worker) and join it: the
     dumper stays in it.  Returns the pending answer, whose result() is the NetNs message's
-    bytes, or None when the tree shares our namespace."""
+    bytes, or None when the tree shares our namespace or the namespace is the caller's
+    (external: engine/extns.py; only joined, for the sockets)."""
     if not own(root, "net"):
+        return None
+    if external:
+        enter(root)
         return None
     pending = nlworker.submit(_dump_namespace, root)
     enter(root)
@@ -130,9 +134,9 @@ def _dump_namespace(root: int) -> bytes:
     return net.SerializeToString()
 
 
-def check(root: int) -> list[str]:
+def check(root: int, external: bool = False) -> list[str]:
     """For `dump --check-only`: every device of the tree's namespace we would refuse."""
-    if not own(root, "net"):
+    if external or not own(root, "net"):
         return []
     return inside(root, "net", k.CLONE_NEWNET, _refusals)
 

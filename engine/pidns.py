@@ -6,6 +6,9 @@ the root (clone3 with CLONE_NEWPID and set_tid = {1, outer PID}) and gives
 every task and thread both numbers; the tasks use the inner ones for
 everything they do themselves (setpgid, waitpid, timers that notify a thread).
 Only one level is supported: the root's namespace directly below the dumper's.
+A PID namespace the caller names as external (engine/extns.py: a pod's, whose init
+is someone else) is recorded the same way, but the root need not be its init;
+restore then forks the root into the caller's namespace instead of a new one.
 """
 from __future__ import annotations
 
@@ -19,12 +22,16 @@ def _ns_id(pid: int) -> int:
     return os.stat(f"/proc/{pid}/ns/pid").st_ino
 
 
-def own_namespace(root: int) -> bool:
-    """Is the tree in a PID namespace of its own (and can we dump it)?"""
+def own_namespace(root: int, external: bool = False) -> bool:
+    """Is the tree in a PID namespace of its own (and can we dump it)?  An external one
+    (the caller's) need not have the root as its init."""
     if _ns_id(root) == _ns_id(os.getpid()):
         return False
     levels = proc.status(root)["NSpid"].split()
-    if len(levels) != 2 or levels[-1] != "1":
+    if len(levels) != 2:
+        raise UnsupportedError(f"process {root} is in a nested PID namespace (NSpid {' '.join(levels)}); "
+                               f"only one level below the dumper's is supported")
+    if levels[-1] != "1" and not external:
         raise UnsupportedError(f"process {root} is in a PID namespace but is not its init "
                                f"(NSpid {' '.join(levels)}); dump the namespace's init")
     return True

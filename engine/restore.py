@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from . import files as files_mod
 from . import kernel as k
-from . import cgroups, memory, mounts, namespaces, netns, nlworker, pidns, proc, sysvipc
+from . import cgroups, extns, memory, mounts, namespaces, netns, nlworker, pidns, proc, sysvipc
 from . import task as task_mod
 from .errors import CRError, ImageError, PlanError, RestoreError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir
@@ -84,8 +84,9 @@ def load(images: ImageDir, shell_job: bool) -> Image:
         raise PlanError("this dump is a shell job: restore it with --shell-job")
     img = Image(inventory=inv, pstree=images.read("pstree.img", pb.Pstree))
     _validate_pstree(img.pstree, inv.root_pid, inv.shell_job, f"{images.path}/pstree.img")
+    extns.validate(inv, where)
     if inv.pid_ns:
-        _validate_pid_ns(img.pstree, inv.shell_job, f"{images.path}/pstree.img")
+        _validate_pid_ns(img.pstree, inv.shell_job, f"{images.path}/pstree.img", init=not inv.ext_pid_key)
     if inv.HasField("net"):
         netns.validate(inv.net, where)
     img.files = files_mod.validate_files(images.read("files.img", pb.Files))
@@ -135,7 +136,7 @@ def _validate_pstree(pstree, root: int, shell_job: bool, where: str) -> None:
         seen.add(p.pid)
 
 
-def _validate_pid_ns(pstree, shell_job: bool, where: str) -> None:
+def _validate_pid_ns(pstree, shell_job: bool, where: str, init: bool) -> None:
     seen = set()
     lowest = 0 if shell_job else 1
     for p in pstree.processes:
@@ -145,7 +146,7 @@ def _validate_pid_ns(pstree, shell_job: bool, where: str) -> None:
         if bad:
             raise ImageError(f"{where}: bad PID namespace numbers for process {p.pid}")
         seen.add(p.ns_pid)
-    if pstree.processes[0].ns_pid != 1:
+    if init and pstree.processes[0].ns_pid != 1:
         raise ImageError(f"{where}: the root is not its PID namespace's init")
 
 
@@ -261,9 +262,11 @@ class _Restorer:
         for t in self.img.tasks.values():
             for warning in task_mod.rlimit_warnings(t):
                 log.warning("%s", warning)
+        self.ext = extns.fds_for(self.img.inventory, self.plan.inherit_fds)    # checked before anything is made
         # the tasks' files are opened as they will see them (engine/mounts.py)
         self.mnt = mounts.prepare(self.images, self.img.inventory, self.plan)
         # before any socket is made; undone by restore() if anything fails
+        extns.join_net(self.ext)
         self.net = netns.restore(self.img.inventory, self.plan.net_devices, self.img.files)
         self.cgroups = cgroups.Placement(self.img.tasks, self.img.cgroups, self.plan.cgroup_roots,
                                          self.plan.manage_cgroups)
@@ -282,8 +285,10 @@ class _Restorer:
         try:
             self.cgroups.create()
             flags = k.CLONE_PARENT if self.plan.restore_sibling else 0
-            flags |= (k.CLONE_NEWPID if self.pid_ns else 0) | namespaces.restore_flags(self.img.inventory)
-            pid = k.clone3_fork(flags, self._set_tid(root))
+            flags |= (k.CLONE_NEWPID if self.pid_ns and "pid" not in self.ext else 0) | \
+                namespaces.restore_flags(self.img.inventory)
+            with extns.PidChildren(self.ext):       # the caller's PID namespace, if external
+                pid = k.clone3_fork(flags, self._set_tid(root))
             if pid == 0:
                 self._task_main(root)
             self.created.append(pid)

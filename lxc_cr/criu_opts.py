@@ -4,6 +4,8 @@ cli.py defines lxc-cr's own options; this module adds the rest of what LXC's
 `criu dump|pre-dump|restore` command lines hold, each with what we do with it:
 
 - honoured: --external KEY (files outside the tree: DumpPlan.external_files),
+  --external net[INO]:KEY and pid[INO]:KEY (the tree's namespaces that are the caller's:
+  DumpPlan.external_namespaces, engine/extns.py),
   --inherit-fd fd[N]:KEY (RestorePlan.inherit_fds), --action-script (the plan's
   commands run at every notification point, lxc_cr/actions.py),
   --lsm-profile apparmor:unconfined (nothing to apply); --root, --ext-mount-map and
@@ -31,6 +33,8 @@ ACCEPTED = {
 INHERIT_FD = re.compile(r"fd\[([0-9]+)\]:(.+)")
 FILE_KEYS = ("tty[", "pipe:[", "socket:[", "/")       # --external keys that name files
 MOUNT_KEY = "mnt["                                     # --external mnt[...]: a mount (plan._mount_map)
+NS_KEYS = ("net[", "pid[")                             # --external net[INO]:KEY: a namespace (engine/extns.py)
+EXTERNAL_NS = re.compile(r"(net|pid)\[([0-9]+)\]:(\S{1,256})")
 
 
 def add_options(p) -> None:
@@ -74,10 +78,24 @@ def external_files(args) -> tuple[str, ...]:
     """Dump: the --external keys, which must name files (network devices are named at restore)."""
     from .engine.errors import PlanError
     for key in args.external:
-        if not key.startswith(FILE_KEYS + (MOUNT_KEY,)):
-            raise PlanError(f"--external {key}: on dump, only files can be external (tty[RDEV:DEV], "
-                            f"pipe:[INO], socket:[INO] or a path)")
-    return tuple(key for key in args.external if not key.startswith(MOUNT_KEY))
+        if not key.startswith(FILE_KEYS + (MOUNT_KEY,) + NS_KEYS):
+            raise PlanError(f"--external {key}: on dump, only files, mounts and the net and pid namespaces "
+                            f"can be external (tty[RDEV:DEV], pipe:[INO], socket:[INO], a path, mnt[...], "
+                            f"net[INO]:KEY, pid[INO]:KEY)")
+    return tuple(key for key in args.external if not key.startswith((MOUNT_KEY,) + NS_KEYS))
+
+
+def external_namespaces(args) -> tuple[tuple[str, int, str], ...]:
+    """Dump: --external net[INO]:KEY and pid[INO]:KEY as (kind, inode, key)."""
+    from .engine.errors import PlanError
+    out = []
+    for text in args.external:
+        if text.startswith(NS_KEYS):
+            m = EXTERNAL_NS.fullmatch(text)
+            if not m:
+                raise PlanError(f"--external {text}: expected net[INODE]:KEY or pid[INODE]:KEY")
+            out.append((m.group(1), int(m.group(2)), m.group(3)))
+    return tuple(out)
 
 
 def inherit_fds(args) -> dict[str, int]:

@@ -36,6 +36,7 @@ class DumpPlan:
     actions: tuple = ()             # actions.Command: policy actions, --action-script
     origins: dict = field(default_factory=dict)   # setting -> policy.Setting, for `lxc-cr plan`
     external_files: tuple = ()      # keys of files outside the tree, not dumped (--external tty[R:D])
+    external_namespaces: tuple = ()  # (kind, inode, key): the tree's net/pid namespace is the caller's (engine/extns.py)
     cgroup_roots: dict = field(default_factory=dict)  # controllers (None: all) -> the tree's root cgroup
     manage_cgroups: str = "soft"    # engine/cgroups.py MODES
     ext_mounts: tuple = ()          # (mountpoint, key) pairs, or a dict: external mounts (--ext-mount-map MNT:KEY)
@@ -122,6 +123,7 @@ def dump_plan(args, entrypoint: str = "cli", name: str | None = None, labels: di
                     actions=(commands := _commands(args, value, ("pre_dump", "post_dump"))),
                     notify=actions.notifier(list(commands), args.tree, images_dir), origins=s,
                     external_files=criu_opts.external_files(args), cgroup_roots=_cgroup_roots(args),
+                    external_namespaces=criu_opts.external_namespaces(args),
                     manage_cgroups=value["manage_cgroups"],
                     ext_mounts=(mounts := _mount_map(args))[0], ext_mount_auto=mounts[1],
                     ext_sharing=args.enable_external_sharing, ext_masters=args.enable_external_masters,

@@ -69,7 +69,6 @@ EXTRA_FIELDS = {
     "ext_sharing": ("ext_sharing", None),
     "ext_masters": ("ext_masters", None),
     "cg_root": (None, "cgroup_roots"),
-    "external": ("external_namespaces", None),
     "join_ns": (None, "join_namespaces"),
     "inherit_fd": (None, "inherit_fds"),
     "lsm_profile": (None, "lsm_profile"),
@@ -444,6 +443,7 @@ def _args(opts, dirs: "_Dirs", command: str, **more) -> "argparse.Namespace":
     for option, name in FLAG_OPTIONS.items():
         if getattr(opts, option):
             setattr(args, name, getattr(opts, option))
+    args.external = list(opts.external)     # CRIU's --external spellings: net[INO]:extRootNetNS...
     for name, value in more.items():
         setattr(args, name, value)
     return args
@@ -485,8 +485,6 @@ def _option_value(opts, option: str):
         return {i.key: _own_fd(i.fd, i.key) for i in value}
     if option == "join_ns":
         return tuple((j.ns, j.ns_file) for j in value)
-    if option == "external":
-        return tuple(value)
     return value
 
 
