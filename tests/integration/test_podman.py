@@ -7,11 +7,14 @@ through PATH.  The container counts: "PID N" lines on its stdout (podman's log).
 restore its next line must follow the last line before the checkpoint (memory carried), with
 PID 1 inside and the same host PID.
 
-Two podman defaults are changed, for reasons of this host and of the engine:
+The container is on podman's default network (netavark, bridge podman0): its network
+namespace is podman's (a path under /run/netns), which runc names external at checkpoint
+(extRootNetNS) and hands back at restore; after a restore the container must be in the
+namespace podman holds for it now, with its address.
+
+One podman default is changed, for a reason of this host:
   --ulimit nofile/nproc: podman raises both above this host's hard limits, which runc cannot
-      do here (no CAP_SYS_RESOURCE), so `podman run` itself would fail;
-  --network none: podman's network namespace has a path, so runc names it external
-      (extRootNetNS), and external namespaces are not supported yet.
+      do here (no CAP_SYS_RESOURCE), so `podman run` itself would fail.
 """
 from __future__ import annotations
 
@@ -69,7 +72,7 @@ class Podman:
         self("import", str(self.tmp / "rootfs.tar"), self.image)
 
     def run(self) -> None:
-        self("run", "-d", "--name", self.name, "--network", "none", "--ulimit", "nofile=1024:1024",
+        self("run", "-d", "--name", self.name, "--ulimit", "nofile=1024:1024",
              "--ulimit", "nproc=1024:1024", self.image, "/bin/sh", "-c", COUNTER)
 
     def lines(self) -> list[tuple[int, int]]:
@@ -86,6 +89,11 @@ class Podman:
 
     def state(self) -> dict:
         return json.loads(self("inspect", "--format", "{{json .State}}", self.name).stdout)
+
+    def network(self) -> tuple[str, str]:
+        """podman's network namespace of the container (its path) and the container's address."""
+        net = json.loads(self("inspect", "--format", "{{json .NetworkSettings}}", self.name).stdout)
+        return net["SandboxKey"], net["IPAddress"]
 
     def destroy(self) -> None:
         subprocess.run(["podman", "rm", "-f", self.name], capture_output=True, timeout=TIMEOUT)
@@ -122,6 +130,10 @@ def checkpoint(podman, *flags) -> tuple[int, int, str]:
 def goes_on(podman, host_pid: int, last: int) -> None:
     state = podman.state()
     assert state["Status"] == "running" and state["Pid"] == host_pid
+    sandbox, address = podman.network()
+    assert sandbox.startswith("/run/netns/") and address
+    assert os.stat(f"/proc/{host_pid}/ns/net").st_ino == os.stat(sandbox).st_ino
+    assert f" {address}\n" in podman("exec", podman.name, "cat", "/proc/net/fib_trie").stdout
     lines = podman.wait_for_lines(1)
     after = [line for line in lines if line[1] > last]
     for _ in range(2000):
