@@ -140,7 +140,8 @@ def join_net(fds: dict[str, int]) -> None:
 
 class PidChildren:
     """`with PidChildren(fds):` around the root's clone3: children are born in the caller's
-    PID namespace, the orchestrator's own are as before afterwards."""
+    PID namespace, the orchestrator's own are as before afterwards.  The child never leaves
+    the block (it may not go back: the orchestrator's namespace is above its own)."""
 
     def __init__(self, fds: dict[str, int]):
         self.fd = fds.get("pid")

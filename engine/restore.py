@@ -289,8 +289,8 @@ class _Restorer:
                 namespaces.restore_flags(self.img.inventory)
             with extns.PidChildren(self.ext):       # the caller's PID namespace, if external
                 pid = k.clone3_fork(flags, self._set_tid(root))
-            if pid == 0:
-                self._task_main(root)
+                if pid == 0:
+                    self._task_main(root)
             self.created.append(pid)
             k.ptrace(k.PTRACE_SEIZE, pid, 0, TRACE_OPTS, "PTRACE_SEIZE")
             if flags & ~k.CLONE_PARENT or self.img.inventory.HasField("net") or self.mnt:   # namespaces of its own

@@ -16,6 +16,8 @@ import contextlib
 import json
 import os
 import subprocess
+import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -208,3 +210,76 @@ def test_extns_runc_checkpoint_of_another_inode_fails_and_runs_on(net_container)
     assert line[2] == f"net:[{old}]"
     assert int(c.out.readline().split()[1]) == int(line[1]) + 1
     assert not (c.images / "inventory.img").exists()
+
+
+# the init of the holder's namespace reaps what is reparented to it, as a pod's pause process does
+REAPER = """import os, signal
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
+while True:
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+    signal.sigtimedwait([signal.SIGCHLD], 1)
+"""
+
+
+class PidHolder:
+    """A PID namespace that belongs to someone else (as a pod's infra container's): its init,
+    started by `unshare --pid --fork`, reaps orphans; the container joins it by path."""
+
+    def __init__(self):
+        self.unshare = subprocess.Popen(["unshare", "--pid", "--fork", sys.executable, "-c", REAPER])
+        for _ in range(500):
+            children = Path(f"/proc/{self.unshare.pid}/task/{self.unshare.pid}/children").read_text().split()
+            if children:
+                break
+            time.sleep(0.01)
+        self.init = int(children[0])
+        self.path = Path(f"/proc/{self.init}/ns/pid")
+
+    def inode(self) -> int:
+        return os.stat(self.path).st_ino
+
+    def destroy(self) -> None:
+        self.unshare.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.init, 9)
+        self.unshare.wait()
+
+
+@pytest.fixture
+def pid_container(tmp_path, request):
+    require_runc()
+    holder = PidHolder()
+    c = Container(tmp_path, "extns-pid")
+    config = json.loads((c.bundle / "config.json").read_text())
+    spaces = config["linux"]["namespaces"]
+    spaces[spaces.index({"type": "pid"})] = {"type": "pid", "path": str(holder.path)}
+    (c.bundle / "config.json").write_text(json.dumps(config))
+    yield c, holder
+    c.destroy()
+    holder.destroy()
+
+
+def test_extns_runc_pid_namespace_with_a_path(pid_container):
+    """The container joined a PID namespace whose init is someone else's: runc names it
+    external at checkpoint (extRootPidNS) and hands it back at restore; the container comes
+    back in that namespace with the same PIDs inside and outside, its counter going on."""
+    c, holder = pid_container
+    inner, _ = c.start()
+    assert inner != 1
+    host_pid = c.state()["pid"]
+    c.checkpoint()
+    _, last = c.last_lines_until_eof()
+    inventory = json.loads(subprocess.run([LXC_CR, "show", c.images, "inventory.img"], check=True,
+                                          capture_output=True, text=True).stdout)["inventory.img"]
+    assert inventory.get("ext_pid_key") == "extRootPidNS"
+    c.restore()
+    assert c.state()["pid"] == host_pid
+    assert c.next_line() == (inner, last + 1)
+    assert os.stat(f"/proc/{host_pid}/ns/pid").st_ino == holder.inode()
+    status = Path(f"/proc/{host_pid}/status").read_text()
+    assert f"NSpid:\t{host_pid}\t{inner}\n" in status
+    assert os.path.exists(f"/proc/{holder.init}")
