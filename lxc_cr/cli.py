@@ -46,6 +46,9 @@ dump options:
   --ghost-limit SIZE       largest unlinked open file whose content is saved (default 64M)
   --external KEY           a file outside the tree, not dumped: tty[RDEV:DEV] (hex; LXC's console),
                            pipe:[INO], socket:[INO] or a path; restore needs --inherit-fd for it
+  --external net[INO]:KEY, --external pid[INO]:KEY
+                           the tree's network (PID) namespace, inode INO, is the caller's: not
+                           dumped; restore joins the namespace given as --inherit-fd fd[N]:KEY
   --ext-mount-map MNT:KEY  the tree's mount at MNT is external, named KEY (restore maps KEY)
   --ext-mount-map auto     also any bind of a file system mounted outside is external
                            (same: --external mnt[]; --external mnt[MNT]:KEY as MNT:KEY)
@@ -67,7 +70,8 @@ restore options:
                            older spelling of --external veth[IF]:HOST[@BRIDGE]
   --file-locks, --ext-unix-sk, --tcp-established
                            needed again at restore when the dump used them
-  --inherit-fd fd[N]:KEY   every file of the dump with that key (see --external) is our fd N
+  --inherit-fd fd[N]:KEY   every file of the dump with that key (see --external) is our fd N;
+                           an external namespace's KEY: fd N is that namespace (joined)
   --root DIR               the tree's root mount (its own mount namespace is rebuilt under DIR);
                            default: where its root mount lay when dumped
   --ext-mount-map KEY:PATH the external mount KEY is bound from PATH (--external mnt[KEY]:PATH);
