@@ -304,7 +304,7 @@ def check_only(plan) -> list[str]:
                         f"(use --shell-job for a job started from a shell)")
     blockers.extend(mounts.check(plan))
     blockers.extend(extns.blockers(plan.pid, plan.external_namespaces))
-    blockers.extend(netns.check(plan.pid, extns.names(plan.external_namespaces, "net")))     # before entering
+    blockers.extend(netns.check(plan.pid, extns.is_named(plan.external_namespaces, "net")))     # before entering
     # sockets are classified from inside the tree's network namespace, as a dump does; the
     # caller gets its own back (the demo, for one, goes on to talk to LXC's abstract sockets)
     home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)

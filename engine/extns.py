@@ -6,14 +6,14 @@ it at dump as `net[INO]:extRootNetNS` or `pid[INO]:extRootPidNS` (CRIU's `--exte
 spelling: the namespace's inode, and a key) and hand it back at restore as an open
 namespace file under that key (`inherit_fd`, `--inherit-fd fd[N]:KEY`).
 
-Dump (`check_dump`): each named namespace must be the root's own (not the dumper's) and
-have that inode, else the dump fails before anything is frozen.  It is not dumped: no
+Dump (`check_dump`, before anything is read): each named namespace must be the root's own
+(not the dumper's) and have that inode, else the dump fails and the tree runs on.  It is not dumped: no
 devices, addresses, routes, sysctls or nftables of a network namespace (engine/netns.py
 only enters it, to see the tree's sockets there); for a PID namespace the tasks' numbers
 inside are recorded as for one of the tree's own (engine/pidns.py), but the root need
 not be its init.  The inventory records the keys.
 
-Restore (`fds_for`, then `join_net` and `pid_children`): every key the images name must
+Restore (`fds_for`, then `join_net` and `PidChildren`): every key the images name must
 come with an fd of a namespace of that type, checked before anything is created.  The
 orchestrator joins the network namespace instead of making one (sockets are then made
 in it; nothing of the namespace itself is created or set, so a failed restore leaves it
@@ -62,7 +62,7 @@ def blockers(root: int, named) -> list[str]:
     return []
 
 
-def names(named, kind: str) -> bool:
+def is_named(named, kind: str) -> bool:
     """Does the plan name the tree's namespace of this kind as external?"""
     return any(n[0] == kind for n in named)
 

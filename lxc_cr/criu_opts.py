@@ -75,7 +75,8 @@ def refuse(args, command: str) -> None:
 
 
 def external_files(args) -> tuple[str, ...]:
-    """Dump: the --external keys, which must name files (network devices are named at restore)."""
+    """Dump: the --external keys that name files; the others must be mounts (plan._mount_map) or
+    namespaces (external_namespaces); network devices are named at restore."""
     from .engine.errors import PlanError
     for key in args.external:
         if not key.startswith(FILE_KEYS + (MOUNT_KEY,) + NS_KEYS):
