@@ -336,7 +336,7 @@ def test_macvlan_round_trip(bridge, tmp_path):
     (["restore", "--external", "macvlan[eth0]:a@b"], "expected veth[IF]:HOST[@BRIDGE], macvlan[IF]:LINK"),
     (["restore", "--veth-pair", "eth0"], "--veth-pair eth0: expected IF=HOST[@BRIDGE]"),
     (["restore", "--veth-pair", "eth0=a", "--external", "veth[eth0]:b"], "eth0 is named by more than one"),
-    (["dump", "-t", "1", "--external", "veth[eth0]:a"], "on dump, only files can be external"),
+    (["dump", "-t", "1", "--external", "veth[eth0]:a"], "on dump, only files, mounts and the net and pid namespaces can be external"),
 ])
 def test_bad_device_options(tmp_path, argv, message):
     r = sh(LXC_CR, *argv, "-D", tmp_path, check=False)
