@@ -96,12 +96,14 @@ def first_child(pid: int) -> int:
 
 
 @contextlib.contextmanager
-def unshared(tmp_path, prog, flags=(), setup=(), ready="READY"):
-    """Run prog as PID 1 of new namespaces; yields (unshare's Popen, the program's PID, its log)
-    once its log shows `ready`."""
-    log = tmp_path / "prog.log"
-    with open(log, "w") as out:
-        unshare = subprocess.Popen(["unshare", "--pid", "--fork", *flags, *setup, BIN_DIR / prog], stdout=out,
+def unshared(tmp_path, prog, flags=(), setup=(), ready="READY", log=None):
+    """Run prog (a test program's name, or a whole argv) as PID 1 of new namespaces; yields
+    (unshare's Popen, the program's PID, its log) once its log (default: its output, in
+    prog.log) shows `ready`."""
+    argv = [BIN_DIR / prog] if isinstance(prog, str) else list(prog)
+    log = log or tmp_path / "prog.log"
+    with open(tmp_path / "prog.log", "w") as out:
+        unshare = subprocess.Popen(["unshare", "--pid", "--fork", *flags, *setup, *map(str, argv)], stdout=out,
                                    stderr=out, stdin=subprocess.DEVNULL, cwd=tmp_path, start_new_session=True)
     root = None
     try:

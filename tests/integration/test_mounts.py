@@ -2,7 +2,6 @@
 under the same root or under --root, with external mounts; and the failures."""
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -11,7 +10,7 @@ import subprocess
 import pytest
 
 from conftest import BIN_DIR, LXC_CR, NO_CR
-from helpers import wait_for
+from helpers import unshared
 
 pytestmark = pytest.mark.skipif(NO_CR, reason="needs lxc-cr")
 
@@ -22,26 +21,8 @@ def host_mounts() -> list[str]:
         return sorted(" ".join(line.split()[2:]) for line in f)
 
 
-@contextlib.contextmanager
-def unshared(tmp_path, argv, flags=("--mount-proc", "--ipc"), log=None):
-    """argv as PID 1 of new PID and mount namespaces; yields (Popen of unshare, root PID, log)
-    once the log (default: its output) says READY.  Everything it started is killed on the way out."""
-    log = log or tmp_path / "prog.log"
-    with open(tmp_path / "prog.log", "a") as out:
-        unshare = subprocess.Popen(["unshare", "--pid", "--fork", "--mount", *flags, *map(str, argv)], stdout=out,
-                                   stderr=out, stdin=subprocess.DEVNULL, cwd=tmp_path, start_new_session=True)
-    root = None
-    try:
-        wait_for(log, "READY")
-        with open(f"/proc/{unshare.pid}/task/{unshare.pid}/children") as f:
-            root = int(f.read().split()[0])
-        yield unshare, root, log
-    finally:
-        for pid in (root, unshare.pid):
-            if pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        unshare.wait()
+# a mount namespace of its own, with its own /proc and IPC namespace (its mqueue mount)
+MOUNT_NS = ("--mount", "--mount-proc", "--ipc")
 
 
 def lxc_cr(*argv, ok=True):
@@ -79,7 +60,7 @@ def test_mount_tree_round_trip(tmp_path):
     shared/slave/private/unbindable mounts come back; the program checks them from inside."""
     base = tmp_path / "m"
     base.mkdir()
-    with unshared(tmp_path, [BIN_DIR / "100_mount_tree", base]) as (unshare, root, log):
+    with unshared(tmp_path, [BIN_DIR / "100_mount_tree", base], MOUNT_NS) as (unshare, root, log):
         images = tmp_path / "images"
         dump(root, images)
         unshare.wait()
@@ -114,7 +95,7 @@ def test_root_given_with_root_and_an_external_mount(tmp_path, how):
     (ext / "file").write_text("external")
     log = rootfs / "prog.log"
     images = tmp_path / "images"
-    with unshared(tmp_path, [rootfs / "bin/101_mount_root", rootfs, ext], flags=(), log=log) as (unshare, root, _):
+    with unshared(tmp_path, [rootfs / "bin/101_mount_root", rootfs, ext], ("--mount",), log=log) as (unshare, root, _):
         dump(root, images, *{"key": ["--ext-mount-map", "/ext:extkey"], "external": ["--external", "mnt[/ext]:extkey"],
                              "auto": ["--ext-mount-map", "auto"]}[how])
         unshare.wait()
@@ -138,7 +119,7 @@ def test_a_mount_of_an_unsupported_type_is_refused(tmp_path):
     point = tmp_path / "r"
     point.mkdir()
     script = f"mount -t ramfs lxccr-ramfs {point} && echo READY && exec setsid sleep 1000"
-    with unshared(tmp_path, ["sh", "-c", script]) as (unshare, root, log):
+    with unshared(tmp_path, ["sh", "-c", script], MOUNT_NS) as (unshare, root, log):
         res = lxc_cr("dump", "-t", root, "--check-only", ok=False)
         assert res.returncode == 1 and f"mount at {point} (ramfs" in res.stdout + res.stderr, res.stdout + res.stderr
         res = lxc_cr("dump", "-t", root, "-D", tmp_path / "images", ok=False)
@@ -156,7 +137,7 @@ def test_a_missing_external_key_or_a_fault_leaves_nothing(tmp_path):
     base = tmp_path / "m"
     base.mkdir()
     (tmp_path / "hostdir").mkdir()
-    with unshared(tmp_path, [BIN_DIR / "100_mount_tree", base]) as (unshare, root, log):
+    with unshared(tmp_path, [BIN_DIR / "100_mount_tree", base], MOUNT_NS) as (unshare, root, log):
         images = tmp_path / "images"
         dump(root, images, "--ext-mount-map", f"{base}/t/bdir:bdirkey")
         unshare.wait()
