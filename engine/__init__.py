@@ -23,7 +23,7 @@ def dump(plan):
     from . import nlworker
     warm_up(tree=plan.pid)      # first, if the caller did not: it loads while we import and freeze
     try:
-        from .dump import dump as _dump
+        from .dumping import dump as _dump
         return _dump(plan)
     finally:
         nlworker.stop()
@@ -31,9 +31,9 @@ def dump(plan):
 
 def restore(plan):
     from . import nlworker
-    warm_up(network=bool(plan.net_devices))     # engine/restore.py starts it too if the images say so
+    warm_up(network=bool(plan.net_devices))     # engine/restoring.py starts it too if the images say so
     try:
-        from .restore import restore as _restore
+        from .restoring import restore as _restore
         return _restore(plan)
     finally:
         nlworker.stop()

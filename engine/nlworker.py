@@ -60,7 +60,7 @@ def stop() -> None:
 
 
 def pid() -> int | None:
-    """The worker's PID, for a parent that waits for any child (engine/restore.py)."""
+    """The worker's PID, for a parent that waits for any child (engine/restoring.py)."""
     return _worker.pid if _worker is not None else None
 
 

@@ -288,7 +288,7 @@ def cmd_pre_dump(args) -> int:
     _no_operands(args, "pre-dump")
     _refuse(args, ("restore_detached", "pidfile", "restore_sibling", "inherit_fd", "leave_running", "veth_pair"))
     plan = dump_plan(args, *_caller(args))
-    from .engine.dump import check_only
+    from .engine.dumping import check_only
     blockers = check_only(plan)
     os.makedirs(plan.images_dir, mode=0o700, exist_ok=True)
     _setup_log(plan.log_file, plan.verbosity)
@@ -316,7 +316,7 @@ def _log_notes(args) -> None:
 
 
 def _check_only(plan) -> int:
-    from .engine.dump import check_only
+    from .engine.dumping import check_only
     blockers = check_only(plan)
     for line in blockers:
         _out(f"{line}\n")
@@ -364,7 +364,7 @@ def _supervised(work) -> int:
 
 def cmd_plan(args) -> int:
     """lxc-cr plan -t PID | --lxc NAME: what a dump would do, blockers first; freezes nothing."""
-    from .engine.dump import check_only
+    from .engine.dumping import check_only
     from .plan import dump_plan, to_yaml
     _no_operands(args, "plan")
     _refuse(args, ("restore_detached", "pidfile", "restore_sibling", "check_only", "veth_pair"))

@@ -156,7 +156,7 @@ def report(args) -> tuple[dict, object]:
 def blockers(name: str) -> list[str]:
     """Everything that stops a checkpoint and restore of container `name` (empty: none)."""
     from .cli import _parser
-    from .engine.dump import check_only
+    from .engine.dumping import check_only
     document, plan = report(_parser().parse_args(["plan", "--lxc", name]))
     return check_only(plan) + document["restore_blocking"]
 

@@ -22,14 +22,14 @@ Restore opens ptmx until devpts hands out the dumped number (it always gives
 the lowest free one).  A session's controlling terminal is taken back by its
 leader with TIOCSCTTY right after setsid(), before it forks, so that the
 tasks of the session inherit it as they did; the foreground group is set once
-every group exists (take_ctty / set_foreground, called by engine/restore.py).
+every group exists (take_ctty / set_foreground, called by engine/restoring.py).
 /dev/tty is opened by a short-lived helper whose controlling terminal is the
 restored pty, so that the file is a real /dev/tty open.
 
 A slave or /dev/tty whose pair has its master outside the tree is a shell
 job's terminal: with --shell-job it is chardev's (the restoring shell's
 terminal), without it the dump is refused, as is a task whose controlling
-terminal is such a pty (check_ctty, called by engine/dump.py).  An O_PATH
+terminal is such a pty (check_ctty, called by engine/dumping.py).  An O_PATH
 open of a terminal is only a name: it is opened again by that name.
 
 Orphan pairs (plan.orphan_pts_master, CRIU's orphan_pts_master: runc's and
@@ -690,7 +690,7 @@ def _open_dev_tty(m: int, flags: int, index: int) -> int:
     return fds[0]
 
 
-# --- the controlling terminal, in the restoring tasks (called by engine/restore.py) ----------
+# --- the controlling terminal, in the restoring tasks (called by engine/restoring.py) ----------
 
 def _sessions(ctx):
     """(file id, pair) of every pair that is a session's controlling terminal: its master, or

@@ -137,3 +137,12 @@ def test_show_decodes_every_kind(tmp_path):
             p.wait()
     assert {"pipe", "eventfd", "signalfd", "timerfd", "epoll", "inotify", "pidfd", "memfd",
             "unixsk", "inetsk", "tty", "mqueue"} <= kinds, kinds
+
+
+def test_engine_api_survives_imports_of_its_internals():
+    """The engine's public dump/restore are not shadowed by its modules (which once shared
+    their names: the second caller in one process got a module)."""
+    code = ("import lxc_cr.engine as e, lxc_cr.engine.dumping, lxc_cr.engine.restoring; "
+            "print(callable(e.dump) and callable(e.restore) and not hasattr(e.dump, '__path__'))")
+    res = subprocess.run([os.path.join(ROOT, ".venv/bin/python"), "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert res.stdout.strip() == "True", res.stdout + res.stderr

@@ -80,7 +80,7 @@ def test_check_only_looks_at_sockets_from_inside_their_namespace(tmp_path):
                              capture_output=True, text=True)
         assert res.returncode == 0 and "nothing blocks" in res.stdout, res.stdout + res.stderr
         # in-process callers (lxc-cr plan --lxc, the demo) get their own namespace back
-        from lxc_cr.engine.dump import check_only
+        from lxc_cr.engine.dumping import check_only
         from lxc_cr.plan import DumpPlan
         mine = ns_link("self", "net")
         assert check_only(DumpPlan(pid=root, images_dir=str(tmp_path), shell_job=True, check_only=True)) == []
