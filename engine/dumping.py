@@ -132,7 +132,7 @@ class _Collector:
         self.sysvipc = sysvipc.dump(self.plan.pid, self.images) if self.ipc_ns else None
         self.cgroup_ns = namespaces.dump_cgroup_ns(self.plan.pid)
         self.mnt_ns = mounts.dump(self.plan, self.images)
-        net = netns.dump(self.plan.pid, "net" in self.ext)  # read by the netlink worker meanwhile; the dumper stays in it
+        self.net = netns.dump(self.plan.pid, "net" in self.ext)     # the dumper stays in the tree's netns
         self._check_sessions()
         for pid in self.s.order:
             info = processes[pid]
@@ -160,7 +160,6 @@ class _Collector:
             cgroups.dump(pid, t)
             self.tasks[pid] = t
             self.mms[pid] = self._mm(pid)
-        self.net = pb.NetNs.FromString(net.result()) if net is not None else None
         self.cgroups = cgroups.dump_tree(self.plan.pid, self.plan.cgroup_roots, self.plan.manage_cgroups,
                                          self.tasks)
         _add_helpers(self.pstree)

@@ -25,6 +25,7 @@ import os
 import re
 
 from .errors import ImageError, PlanError, RestoreError, UnsupportedError
+from .netlink import NetlinkError
 
 log = logging.getLogger("lxc_cr.netdev")
 
@@ -39,7 +40,7 @@ def _kind_modules():
 
 
 def kind_of(link) -> str:
-    """The kind of a pyroute2 link message: loopback, device, or its netlink kind."""
+    """The kind of a link message (pyroute2's ifinfmsg): loopback, device, or its netlink kind."""
     if link["flags"] & IFF_LOOPBACK:
         return "loopback"
     info = link.get_attr("IFLA_LINKINFO")
@@ -64,7 +65,7 @@ def refusal(link) -> str | None:
 
 
 def dump(link, host, pb):
-    """A NetLink for this device; host is a pyroute2 socket in the dumper's own namespace."""
+    """A NetLink for this device; host is an Rtnl (engine/netlink.py) in the dumper's own namespace."""
     why = refusal(link)
     if why:
         raise UnsupportedError(why)
@@ -116,7 +117,6 @@ def check_plan(links, devices) -> None:
 def host_link(host, index: int):
     """The link message of device index in the dumper's namespace, or None (the device outside
     is in yet another namespace)."""
-    from pyroute2.netlink.exceptions import NetlinkError
     try:
         return host.get_links(index)[0] if index else None
     except NetlinkError:
@@ -130,8 +130,8 @@ def mac_text(mac: bytes) -> str:
 class HostDevices:
     """Creates the namespace's devices; remembers what it did on the host side, to undo it.
 
-    host: a pyroute2 socket in the host namespace; ns_fd: the new namespace;
-    inside: a pyroute2 socket in the new namespace."""
+    host: an Rtnl (engine/netlink.py) in the host namespace; ns_fd: the new namespace;
+    inside: an Rtnl in the new namespace."""
 
     def __init__(self, host, host_ns_fd: int, ns_fd: int, inside):
         self.host = host
@@ -141,7 +141,6 @@ class HostDevices:
         self.undo_steps = []
 
     def create(self, link, external) -> None:
-        from pyroute2.netlink.exceptions import NetlinkError
         try:
             if external is not None and external.kind == "netdev":
                 self._move_in(link, external.host)
@@ -152,7 +151,7 @@ class HostDevices:
                 _kind_modules()[link.kind].create(self, link, external)
         except NetlinkError as e:
             raise RestoreError(f"cannot create network device {link.name} ({link.kind}): "
-                               f"{os.strerror(e.code)}") from None
+                               f"{e.strerror}") from None
 
     def common(self, link) -> dict:
         """Creation attributes of the container end: in the new namespace, its name,

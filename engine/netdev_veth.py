@@ -13,10 +13,10 @@ both inside the namespace is refused.
 from __future__ import annotations
 
 import logging
-import os
 
 from .errors import RestoreError
 from .netdev import host_link
+from .netlink import NetlinkError
 
 log = logging.getLogger("lxc_cr.netdev")
 
@@ -37,7 +37,6 @@ def dump(msg, link, host) -> None:
 
 def create(devs, link, external) -> None:
     """The pair, the host end attached and up; its deletion goes to devs' undo steps."""
-    from pyroute2.netlink.exceptions import NetlinkError
     host_name, bridge = _host_side(devs, link, external)
     bridge_index = devs.host_index(bridge, f"bridge {bridge} for veth {link.name}") if bridge else None
     peer = {"ifname": host_name} if host_name else {}
@@ -45,7 +44,7 @@ def create(devs, link, external) -> None:
         devs.host.link("add", kind="veth", peer=peer, **devs.common(link))
     except NetlinkError as e:
         raise RestoreError(f"cannot create veth {link.name} with host end {host_name or '(kernel-named)'}: "
-                           f"{os.strerror(e.code)}") from None
+                           f"{e.strerror}") from None
     inner = devs.inside.link_lookup(ifname=link.name)[0]
     host_index = devs.inside.get_links(inner)[0].get_attr("IFLA_LINK")
     devs.undo_steps.append(lambda: devs.host.link("del", index=host_index))

@@ -1,7 +1,6 @@
 """A tree's own network namespace: its devices, addresses, routes, sysctls and nftables ruleset.
 
-pyroute2 does the netlink work, in the netlink worker (engine/nlworker.py: a child
-process that imports it while the dumper or restorer does the rest).
+Netlink goes through engine/netlink.py (pyroute2's messages, without its asyncio layer).
 
 Dump: the dumper joins the tree's network namespace for the whole dump, so
 that everything it asks about sockets (sock_diag, getsockopt on pidfd_getfd'ed
@@ -15,18 +14,18 @@ table but those the kernel derives from addresses, the sysctls of SYSCTLS, and
 the nftables ruleset.
 
 Restore (`restore()`, in the orchestrator, before any file is opened): the
-worker opens a netlink socket that stays in the host namespace, then makes the
-new namespace with unshare(CLONE_NEWNET) and hands it to the orchestrator, which
-joins it (the tree it forks is born there).  In it, in this order: the devices (host ends named by `--external`),
+orchestrator opens a netlink socket that stays in the host namespace, then makes
+the new namespace with unshare(CLONE_NEWNET) and stays in it (the tree it forks is
+born there).  In it, in this order: the devices (host ends named by `--external`),
 the sysctls, the nftables ruleset and the lock of every TCP connection the
 dump locked (so that the peer's retransmissions cannot reach the namespace
 before the socket is back: engine/kinds/inetsk.py lifts each), the links' state,
 addresses (IPv6 without duplicate address detection: they were in use), and
-routes.  The worker keeps the HostDevices, which undoes the host side if the
-restore fails (Made.undo()).
+routes.  The HostDevices it returns undo the host side if the restore fails.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -36,8 +35,9 @@ import socket
 import subprocess
 
 from . import kernel as k
-from . import netdev, nlworker
+from . import netdev
 from .errors import ImageError, PlanError, RestoreError, UnsupportedError, fault_point
+from .netlink import NetlinkError, Rtnl
 from .namespaces import inside, own
 
 log = logging.getLogger("lxc_cr.netns")
@@ -94,27 +94,18 @@ def enter(root: int) -> None:
 # --- dump --------------------------------------------------------------------------------------
 
 def dump(root: int, external: bool = False):
-    """Start reading the tree's network namespace (in the netlink worker) and join it: the
-    dumper stays in it.  Returns the pending answer, whose result() is the NetNs message's
-    bytes, or None when the tree shares our namespace or the namespace is the caller's
-    (external: engine/extns.py; only joined, for the sockets)."""
+    """Read the tree's network namespace and join it: the dumper stays in it.  Returns the
+    NetNs message, or None when the tree shares our namespace or the namespace is the
+    caller's (external: engine/extns.py; only joined, for the sockets)."""
     if not own(root, "net"):
         return None
     if external:
         enter(root)
         return None
-    pending = nlworker.submit(_dump_namespace, root)
-    enter(root)
-    return pending
-
-
-def _dump_namespace(root: int) -> bytes:
-    """In the netlink worker (engine/nlworker.py), in the dumper's namespace to begin with."""
-    from pyroute2.iproute.linux import IPRoute
     from .proto import images_pb2 as pb
-    with IPRoute() as host:          # stays in our namespace: the outside ends of devices are there
+    with Rtnl() as host:          # stays in our namespace: the outside ends of devices are there
         enter(root)
-        with IPRoute() as ipr:
+        with Rtnl() as ipr:
             net = pb.NetNs()
             links = {}
             for link in ipr.get_links():
@@ -131,7 +122,7 @@ def _dump_namespace(root: int) -> bytes:
         if value is not None:
             net.sysctls.add(name=name, value=value)
     net.nft_ruleset = _nft_ruleset()
-    return net.SerializeToString()
+    return net
 
 
 def check(root: int, external: bool = False) -> list[str]:
@@ -142,8 +133,7 @@ def check(root: int, external: bool = False) -> list[str]:
 
 
 def _refusals() -> list[str]:
-    from pyroute2.iproute.linux import IPRoute
-    with IPRoute() as ipr:
+    with Rtnl() as ipr:
         refusals = [*map(netdev.refusal, ipr.get_links()), *map(_route_refusal, _routes(ipr))]
     return [why for why in refusals if why]
 
@@ -173,7 +163,7 @@ def _routes(ipr):
     """Every route of every table, but those the kernel derives from addresses and links, or
     learns, and makes again."""
     for family in (socket.AF_INET, socket.AF_INET6):
-        for route in ipr.route("dump", family=family):
+        for route in ipr.routes(family):
             if route["proto"] not in (RTPROT_KERNEL, RTPROT_RA) and not route["flags"] & RTM_F_CLONED:
                 yield route
 
@@ -273,9 +263,9 @@ def _is_address(family: int, text: str) -> bool:
         return False
 
 
-def restore(inventory, devices, files) -> "Made | None":
-    """The tree's network namespace, made (by the netlink worker) and entered (see the module
-    docstring); returns what undoes the host side on failure, or None when the tree shares ours."""
+def restore(inventory, devices, files) -> "netdev.HostDevices | None":
+    """Make the tree's network namespace and enter it (see the module docstring); returns
+    what undoes the host side on failure, or None when the tree shares ours."""
     if not inventory.HasField("net"):
         if devices:
             raise PlanError(f"--external {devices[0].kind}[{devices[0].name}]: the dump has no network "
@@ -283,69 +273,29 @@ def restore(inventory, devices, files) -> "Made | None":
         return None
     netdev.check_plan(inventory.net.links, devices)
     from .kinds import inetsk
-    (fd,) = nlworker.call(_make, inventory.net.SerializeToString(), tuple(devices), list(inetsk.locked(files)))
-    try:
-        k.syscall("setns", fd, k.CLONE_NEWNET)
-    finally:
-        os.close(fd)
-    return Made()
-
-
-class Made:
-    """The restore's handle on the namespace the worker made: undo() removes its host side."""
-
-    def undo(self) -> None:
-        nlworker.call(_undo_made)
-
-    def close(self) -> None:
-        nlworker.call(_close_made)
-
-
-_made: "netdev.HostDevices | None" = None      # in the worker, between _make and _close_made
-
-
-def _make(net_bytes: bytes, devices: tuple, locked: list) -> nlworker.Fds:
-    """In the netlink worker: a new network namespace with the dumped devices, sysctls,
-    ruleset, lock, addresses and routes; returns an fd of it."""
-    global _made
-    from pyroute2.iproute.linux import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-    from .proto import images_pb2 as pb
-    net = pb.NetNs.FromString(net_bytes)
+    net = inventory.net
     external = {d.name: d for d in devices}
-    host = IPRoute()                   # stays in our namespace: host ends are made there
     host_ns_fd = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    host = Rtnl()                   # stays in our namespace: host ends are made there
     k.syscall("unshare", k.CLONE_NEWNET)
     devs = netdev.HostDevices(host, host_ns_fd, os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC),
-                              IPRoute())
+                              Rtnl())
     try:
         for link in net.links:
             devs.create(link, external.get(link.name))
         fault_point("netdev")
         for s in net.sysctls:
             _write_sysctl(s.name, s.value)
-        _lock(net.nft_ruleset, locked)
+        _lock(net.nft_ruleset, inetsk.locked(files))
         _set_up(devs.inside, net)
     except BaseException as e:
         devs.undo()
+        k.syscall("setns", host_ns_fd, k.CLONE_NEWNET)      # back where we came from
         devs.close()
         if isinstance(e, NetlinkError):
-            raise RestoreError(f"cannot set up the network namespace: {os.strerror(e.code)}") from None
+            raise RestoreError(f"cannot set up the network namespace: {e.strerror}") from None
         raise
-    _made = devs
-    return nlworker.Fds((os.dup(devs.ns_fd),))
-
-
-def _undo_made() -> None:
-    if _made is not None:
-        _made.undo()
-
-
-def _close_made() -> None:
-    global _made
-    if _made is not None:
-        _made.close()
-        _made = None
+    return devs
 
 
 def _write_sysctl(name: str, value: str) -> None:
@@ -369,7 +319,6 @@ def _lock(ruleset: str, locked: list) -> None:
 
 
 def _set_up(ipr, net) -> None:
-    from pyroute2.netlink.exceptions import NetlinkError
     index = {link.name: ipr.link_lookup(ifname=link.name)[0] for link in net.links}
     for link in net.links:
         if link.up:
@@ -383,9 +332,9 @@ def _set_up(ipr, net) -> None:
             try:
                 ipr.addr("add", **attrs)
             except NetlinkError as e:
-                if e.code != 17:       # EEXIST: one the kernel made when the link went up
+                if e.errno != errno.EEXIST:       # one the kernel made when the link went up
                     raise RestoreError(f"cannot add address {a.address}/{a.prefixlen} to {link.name}: "
-                                       f"{os.strerror(e.code)}") from None
+                                       f"{e.strerror}") from None
     # routes through a gateway need the routes that reach it first
     for r in sorted(net.routes, key=lambda r: bool(r.gateway)):
         attrs = {"family": r.family, "dst_len": r.dst_len, "table": r.table, "scope": r.scope,
@@ -398,4 +347,4 @@ def _set_up(ipr, net) -> None:
             ipr.route("add", **attrs)
         except NetlinkError as e:
             raise RestoreError(f"cannot add the route to {r.dst or 'default'}/{r.dst_len}"
-                               f"{' via ' + r.gateway if r.gateway else ''}: {os.strerror(e.code)}") from None
+                               f"{' via ' + r.gateway if r.gateway else ''}: {e.strerror}") from None

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from . import files as files_mod
 from . import kernel as k
-from . import cgroups, extns, memory, mounts, namespaces, netns, nlworker, pidns, proc, sysvipc
+from . import cgroups, extns, memory, mounts, namespaces, netns, pidns, proc, sysvipc
 from . import task as task_mod
 from .errors import CRError, ImageError, PlanError, RestoreError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir
@@ -181,8 +181,6 @@ def restore(plan) -> int:
     notify(plan, "pre-restore")
     images = ImageDir.for_restore(plan.images_dir)
     img = load(images, plan.shell_job)
-    if img.inventory.HasField("net"):
-        nlworker.start()        # if the plan did not already: pyroute2 loads while we go on
     _check_pids_free(img.pstree)
     fault_point("validate")
     r = _Restorer(plan, images, img)
@@ -252,7 +250,7 @@ class _Restorer:
         self.base_fd = 3 + max([f.fd for t in img.tasks.values() for f in t.fds] + [2])
         self.cb = 0
         self.cb_size = 0
-        self.net = None             # netns.Made: a network namespace of its own
+        self.net = None             # netdev.HostDevices: a network namespace of its own
         self.mnt = None             # mounts.MountNs of a mount namespace of its own
 
     # each step runs in the orchestrator unless its name says task_
@@ -380,8 +378,6 @@ class _Restorer:
 
     def _on_event(self, tid: int, status: int, want: dict, trapped: dict) -> None:
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
-            if tid == nlworker.pid():
-                raise RestoreError("the netlink worker died")
             if tid in self.expected_exits:
                 self.expected_exits.discard(tid)
                 return

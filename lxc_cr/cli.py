@@ -267,8 +267,6 @@ def cmd_dump(args) -> int:
 
 def _dump(args) -> None:
     from . import engine
-    if args.tree:
-        engine.warm_up(tree=args.tree)      # before our own imports: it overlaps them
     from .plan import dump_plan
     plan = dump_plan(args, *_caller(args))
     from .engine.images import ImageDir
@@ -385,8 +383,6 @@ def cmd_restore(args) -> int:
     from . import engine
     _no_operands(args, "restore")
     _refuse(args, ("tree", "leave_running", "skip_in_flight", "check_only", "freeze_cgroup", "ghost_limit"))
-    if args.veth_pair or any(e.startswith(("veth[", "macvlan[", "netdev[")) for e in args.external):
-        engine.warm_up(network=True)        # devices to make: the images have a network namespace
     from .plan import restore_plan
     plan = restore_plan(args, *_caller(args))
     if not os.path.isdir(plan.images_dir):

@@ -236,8 +236,6 @@ class Session:
         opts = self._opts(req)
         if not opts.pid:
             raise BadRequest("DUMP needs opts.pid (dumping the caller itself is not supported)")
-        from .engine import warm_up
-        warm_up(tree=opts.pid)          # the supervised worker below inherits it
         dirs = self._dirs(opts, "dump.log")
         plan = _plan(dump_plan(_args(opts, dirs, "dump", tree=opts.pid), "rpc"), 0, opts, self._notifier(opts))
         plan = dataclasses.replace(plan, orphan_pts_master=opts.orphan_pts_master)

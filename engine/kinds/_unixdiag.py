@@ -4,10 +4,9 @@ holds, files in flight (fdinfo), and how names are shown in messages."""
 from __future__ import annotations
 
 import os
-import socket
 import struct
 
-from .. import nlworker, proc
+from .. import netlink, proc
 
 SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET = 1, 2, 5
 TYPE_NAMES = {SOCK_STREAM: "stream", SOCK_DGRAM: "datagram", SOCK_SEQPACKET: "seqpacket"}
@@ -47,18 +46,8 @@ class Diag:
 
 
 def diag_all() -> dict[int, Diag]:
-    """Every unix socket of the dumper's network namespace (asked by the netlink worker)."""
-    return nlworker.call(_diag_all)
-
-
-def _diag_all() -> dict[int, Diag]:
-    from pyroute2.netlink.diag import (DiagSocket, UDIAG_SHOW_ICONS, UDIAG_SHOW_PEER, UDIAG_SHOW_RQLEN,
-                                       UDIAG_SHOW_VFS)
-    with DiagSocket() as ds:
-        ds.bind()
-        msgs = ds.get_sock_stats(family=socket.AF_UNIX,
-                                 show=UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN)
-    return {m["udiag_ino"]: Diag(m) for m in msgs}
+    """Every unix socket of the dumper's network namespace."""
+    return {m["udiag_ino"]: Diag(m) for m in netlink.unix_diag()}
 
 
 def held_sockets(pids) -> dict[int, tuple[int, int]]:

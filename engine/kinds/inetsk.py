@@ -30,7 +30,7 @@ import socket
 import stat
 import struct
 
-from .. import kernel as k, nlworker
+from .. import kernel as k, netlink
 from ..errors import ImageError, UnsupportedError
 from ..files import move_above
 from . import _sock, _tcpfin, _udpq
@@ -131,16 +131,9 @@ def _refuse(ctx, f, msg, info: bytes, sk) -> None:
 
 
 def _half_open(msg) -> int:
-    """Connections in SYN_RECV for this listener (sock_diag, by the netlink worker)."""
-    return nlworker.call(_syn_recv, msg.family, msg.local.port if msg.HasField("local") else 0)
-
-
-def _syn_recv(family: int, port: int) -> int:
-    from pyroute2.netlink.diag import DiagSocket
-    with DiagSocket() as ds:
-        ds.bind()
-        found = ds.get_sock_stats(family=family, protocol=IPPROTO_TCP, states=1 << SYN_RECV)
-    return sum(1 for m in found if m["idiag_sport"] == port)
+    """Connections in SYN_RECV for this listener (sock_diag)."""
+    port = msg.local.port if msg.HasField("local") else 0
+    return sum(1 for m in netlink.inet_diag(msg.family, IPPROTO_TCP, 1 << SYN_RECV) if m["idiag_sport"] == port)
 
 
 def check(ctx, f) -> list[str]:

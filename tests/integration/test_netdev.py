@@ -238,18 +238,18 @@ def test_fault_after_veth_leaves_none(tree, step):
     assert not os.path.exists(f"/proc/{tree.root}")
 
 
-def test_netlink_worker_dying_fails_cleanly(tree):
-    """The netlink worker (the child that does pyroute2's part) dying before it answers: the
-    dump fails in one line and the tree runs on, its connection working; then the restore
-    fails the same way, leaving no veth and no task, and the unchanged images restore."""
-    env = dict(os.environ, LXC_CR_FAULT="netlink-worker")
+def test_netlink_failure_fails_cleanly(tree):
+    """A netlink request failing (the first one, reading the tree's namespace): the dump
+    fails in one line and the tree runs on, its connection working; then the restore fails
+    the same way, leaving no veth and no task, and the unchanged images restore."""
+    env = dict(os.environ, LXC_CR_FAULT="netlink")
     r = tree.dump(env=env)
-    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and "netlink worker" in r.stderr, r.stderr
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and "'netlink'" in r.stderr, r.stderr
     assert not (tree.images / "inventory.img").exists()
     tree.dumped()
     before = image_digest(tree.images)
     r = tree.restore("--external", f"veth[eth0]:{RESTORED_END}@{BRIDGE}", env=env)
-    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and "netlink worker" in r.stderr, r.stderr
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and "'netlink'" in r.stderr, r.stderr
     assert not link_exists(RESTORED_END)
     assert not os.path.exists(f"/proc/{tree.root}")
     assert image_digest(tree.images) == before
