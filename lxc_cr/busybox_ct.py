@@ -115,13 +115,13 @@ def lxc_missing() -> str | None:
 
 
 def bridge_address() -> str | None:
-    from pyroute2 import IPRoute
-    with IPRoute() as ip:
+    """The bridge's first IPv4 address; None if it has none or does not exist."""
+    from .engine.netlink import Rtnl
+    with Rtnl() as ip:
         links = ip.link_lookup(ifname=BRIDGE)
-        if not links:
-            return None
-        for a in ip.get_addr(index=links[0], family=socket.AF_INET):
-            return a.get_attr("IFA_ADDRESS")
+        for a in ip.get_addr() if links else ():
+            if a["index"] == links[0] and a["family"] == socket.AF_INET:
+                return a.get_attr("IFA_ADDRESS")
     return None
 
 
@@ -134,8 +134,8 @@ def ensure_bridge() -> None:
         if shutil.which(cmd[0]) and run(cmd, check=False).returncode == 0 and bridge_address():
             _up()
             return
-    from pyroute2 import IPRoute
-    with IPRoute() as ip:
+    from .engine.netlink import Rtnl
+    with Rtnl() as ip:
         if not ip.link_lookup(ifname=BRIDGE):
             ip.link("add", ifname=BRIDGE, kind="bridge")
         index = ip.link_lookup(ifname=BRIDGE)[0]
@@ -144,8 +144,8 @@ def ensure_bridge() -> None:
 
 
 def _up() -> None:
-    from pyroute2 import IPRoute
-    with IPRoute() as ip:
+    from .engine.netlink import Rtnl
+    with Rtnl() as ip:
         ip.link("set", index=ip.link_lookup(ifname=BRIDGE)[0], state="up")
 
 
@@ -287,9 +287,9 @@ class Container:
     def host_objects(self) -> set[str]:
         """veths on the bridge, the container's cgroups and mounts, as seen from the host:
         compare the sets before and after a restore."""
-        from pyroute2 import IPRoute
+        from .engine.netlink import Rtnl
         out = set()
-        with IPRoute() as ip:
+        with Rtnl() as ip:
             bridge = ip.link_lookup(ifname=BRIDGE)
             for link in ip.get_links():
                 if bridge and link.get_attr("IFLA_MASTER") == bridge[0]:

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 
-from .busybox_ct import BRIDGE, PREFIX, REPO
+from .busybox_ct import BRIDGE, PREFIX, REPO, bridge_address
 
 # the namespaces an LXC container has of its own (besides user and time, which LXC leaves shared)
 CONTAINER_NAMESPACES = ("pid", "mnt", "uts", "ipc", "net", "cgroup")
@@ -34,21 +33,16 @@ def _template():
 
 
 def _bridge():
-    from pyroute2 import IPRoute
-    with IPRoute() as ip:
-        links = ip.link_lookup(ifname=BRIDGE)
-        if not links:
-            raise OSError(0, f"no {BRIDGE} (/usr/libexec/lxc/lxc-net start makes it)")
-        addresses = [a.get_attr("IFA_ADDRESS") for a in ip.get_addr(index=links[0], family=socket.AF_INET)]
-    if not addresses:
-        raise OSError(0, f"{BRIDGE} has no IPv4 address")
-    return ", ".join(addresses)
+    address = bridge_address()
+    if address is None:
+        raise OSError(0, f"no {BRIDGE} with an IPv4 address (/usr/libexec/lxc/lxc-net start makes it)")
+    return address
 
 
 def _veth():
-    from pyroute2 import IPRoute
+    from .engine.netlink import Rtnl
     name = f"{PREFIX}chk{os.getpid() % 1000}"
-    with IPRoute() as ip:
+    with Rtnl() as ip:
         ip.link("add", ifname=name, kind="veth", peer=f"{name}p")
         ip.link("del", index=ip.link_lookup(ifname=name)[0])
 
