@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from . import files as files_mod
 from . import kernel as k
-from . import cgroups, extns, memory, mounts, namespaces, netns, pidns, proc, sysvipc
+from . import cgroups, extns, joinns, memory, mounts, namespaces, netns, pidns, proc, sysvipc
 from . import task as task_mod
 from .errors import CRError, ImageError, PlanError, RestoreError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir
@@ -197,6 +197,8 @@ def restore(plan) -> int:
             r.net.close()
         if r.mnt is not None:
             r.mnt.close()
+        if r.joined is not None:
+            r.joined.close()
         images.close()
     if plan.pidfile:
         _write_pidfile(plan.pidfile, root)
@@ -252,6 +254,8 @@ class _Restorer:
         self.cb_size = 0
         self.net = None             # netdev.HostDevices: a network namespace of its own
         self.mnt = None             # mounts.MountNs of a mount namespace of its own
+        self.joined = None          # joinns.Joined: namespaces joined, whose contents are not made
+        self.sysv = img.sysvipc     # the SysV objects to make (none in a joined IPC namespace)
 
     # each step runs in the orchestrator unless its name says task_
 
@@ -261,11 +265,16 @@ class _Restorer:
             for warning in task_mod.rlimit_warnings(t):
                 log.warning("%s", warning)
         self.ext = extns.fds_for(self.img.inventory, self.plan.inherit_fds)    # checked before anything is made
+        self.joined = joinns.Joined(self.plan.join_namespaces, self.img.inventory, self.plan.net_devices)
         # the tasks' files are opened as they will see them (engine/mounts.py)
         self.mnt = mounts.prepare(self.images, self.img.inventory, self.plan)
         # before any socket is made; undone by restore() if anything fails
-        extns.join_net(self.ext)
-        self.net = netns.restore(self.img.inventory, self.plan.net_devices, self.img.files)
+        self.joined.enter(self.ext)        # an external network namespace too (extns.join_net)
+        self.joined.check_attachments(self.img.mms)
+        if self.joined.has("ipc"):
+            self.sysv = None
+        if not self.joined.has("net"):
+            self.net = netns.restore(self.img.inventory, self.plan.net_devices, self.img.files)
         self.cgroups = cgroups.Placement(self.img.tasks, self.img.cgroups, self.plan.cgroup_roots,
                                          self.plan.manage_cgroups)
         self.file_ctx = files_mod.RestoreContext(self.images, self.plan, self.img.files, self.base_fd, mnt=self.mnt)
@@ -284,21 +293,21 @@ class _Restorer:
             self.cgroups.create()
             flags = k.CLONE_PARENT if self.plan.restore_sibling else 0
             flags |= (k.CLONE_NEWPID if self.pid_ns and "pid" not in self.ext else 0) | \
-                namespaces.restore_flags(self.img.inventory)
+                namespaces.restore_flags(self.img.inventory) & ~self.joined.flags()
             with extns.PidChildren(self.ext):       # the caller's PID namespace, if external
                 pid = k.clone3_fork(flags, self._set_tid(root))
                 if pid == 0:
                     self._task_main(root)
             self.created.append(pid)
             k.ptrace(k.PTRACE_SEIZE, pid, 0, TRACE_OPTS, "PTRACE_SEIZE")
-            if flags & ~k.CLONE_PARENT or self.img.inventory.HasField("net") or self.mnt:   # namespaces of its own
+            if flags & ~k.CLONE_PARENT or self.img.inventory.HasField("net") or self.mnt or self.joined.flags():
                 notify(self.plan, "setup-namespaces", pid)
                 notify(self.plan, "post-setup-namespaces", pid)
             self._cb_u32_set(CB_GO, 1)
             k.lib.lxc_futex_wake(self._cb_ptr(CB_GO), 1 << 30)
             trapped = self._trace_until_trapped()
             memory.seal_shmem(self.img.shmem, self.shmem_fds)     # every mapping exists now
-            sysvipc.remove_again(pid, self.img.sysvipc)
+            sysvipc.remove_again(pid, self.sysv)
             fault_point("registers")
             self._finish(trapped)
             return pid
@@ -430,7 +439,7 @@ class _Restorer:
                 os.kill(p.pid, signal.SIGSTOP)
         root = self.procs[0].pid
         notify(self.plan, "post-restore", root)     # the last veto: nothing runs yet
-        if self.img.inventory.HasField("net"):
+        if self.net is not None:
             notify_no_veto(self.plan, "network-unlock", root)
         notify(self.plan, "pre-resume", root)
         for tid in trapped:
@@ -484,8 +493,9 @@ class _Restorer:
             h.close()
         logging.getLogger().handlers.clear()
         if p.ppid == 0:
-            namespaces.restore_in_root(self.img.inventory)
-            sysvipc.restore_in_root(self.images, self.img.sysvipc)
+            if not self.joined.has("uts"):
+                namespaces.restore_in_root(self.img.inventory)
+            sysvipc.restore_in_root(self.images, self.sysv)
         self.cgroups.join(p.pid)     # before forking: children start where they belong
         if p.ppid == 0:
             namespaces.enter_cgroup_ns(self.img.inventory)    # rooted where the root now is

@@ -19,7 +19,8 @@ usage: lxc-cr dump -t PID -D DIR [-o LOG] [-v[N]] [--leave-running] [--shell-job
                   [--cgroup-root [CTRL:]/PATH]... [--manage-cgroups[=MODE]] [--policy FILE]...
        lxc-cr restore -D DIR [-d] [--pidfile FILE] [-o LOG] [-v[N]] [--shell-job] [--restore-sibling]
                   [--file-locks] [--ext-unix-sk] [--tcp-established] [--external DEV...]
-                  [--root DIR] [--ext-mount-map KEY:PATH]... [--cgroup-root [CTRL:]/PATH]...
+                  [--root DIR] [--ext-mount-map KEY:PATH]... [--join-ns NS:PID|PATH]...
+                  [--cgroup-root [CTRL:]/PATH]...
                   [--manage-cgroups[=MODE]] [--policy FILE]...
        lxc-cr plan -t PID [dump options]
        lxc-cr plan --lxc NAME [-D DIR] [--leave-running]
@@ -76,6 +77,9 @@ restore options:
                            default: where its root mount lay when dumped
   --ext-mount-map KEY:PATH the external mount KEY is bound from PATH (--external mnt[KEY]:PATH);
                            console:PATH binds LXC's console (empty PATH: none)
+  --join-ns NS:PID|PATH    join that existing namespace (ipc, uts or net; PID: /proc/PID/ns/NS)
+                           instead of making one: its dumped contents (SysV objects, host name,
+                           devices) are not made, and nothing in it is changed (repeatable)
 cgroup options (dump and restore):
   --cgroup-root [CTRL[,CTRL...]:]/PATH
                            dump: the tree's root cgroup in those hierarchies (all without CTRL),
@@ -258,7 +262,7 @@ def _caller(args):
 
 def cmd_dump(args) -> int:
     _no_operands(args, "dump")
-    _refuse(args, ("restore_detached", "pidfile", "restore_sibling", "inherit_fd", "veth_pair"))
+    _refuse(args, ("restore_detached", "pidfile", "restore_sibling", "inherit_fd", "veth_pair", "join_ns"))
     if args.check_only:
         from .plan import dump_plan
         return _check_only(dump_plan(args, *_caller(args)))
@@ -284,7 +288,8 @@ def cmd_pre_dump(args) -> int:
     there is nothing to copy ahead: check that a dump would work, log why nothing was copied."""
     from .plan import dump_plan
     _no_operands(args, "pre-dump")
-    _refuse(args, ("restore_detached", "pidfile", "restore_sibling", "inherit_fd", "leave_running", "veth_pair"))
+    _refuse(args, ("restore_detached", "pidfile", "restore_sibling", "inherit_fd", "leave_running", "veth_pair",
+                   "join_ns"))
     plan = dump_plan(args, *_caller(args))
     from .engine.dumping import check_only
     blockers = check_only(plan)
@@ -365,7 +370,7 @@ def cmd_plan(args) -> int:
     from .engine.dumping import check_only
     from .plan import dump_plan, to_yaml
     _no_operands(args, "plan")
-    _refuse(args, ("restore_detached", "pidfile", "restore_sibling", "check_only", "veth_pair"))
+    _refuse(args, ("restore_detached", "pidfile", "restore_sibling", "check_only", "veth_pair", "join_ns"))
     document = {}
     if args.lxc:
         from .lxc_plan import report

@@ -6,7 +6,8 @@ cli.py defines lxc-cr's own options; this module adds the rest of what LXC's
 - honoured: --external KEY (files outside the tree: DumpPlan.external_files),
   --external net[INO]:KEY and pid[INO]:KEY (the tree's namespaces that are the caller's:
   DumpPlan.external_namespaces, engine/extns.py),
-  --inherit-fd fd[N]:KEY (RestorePlan.inherit_fds), --action-script (the plan's
+  --inherit-fd fd[N]:KEY (RestorePlan.inherit_fds), --join-ns NS:PID|PATH (namespaces
+  joined at restore: RestorePlan.join_namespaces, engine/joinns.py), --action-script (the plan's
   commands run at every notification point, lxc_cr/actions.py),
   --lsm-profile apparmor:unconfined (nothing to apply); --root, --ext-mount-map and
   --external mnt[...] are cli.py's (plan.py parses them);
@@ -40,6 +41,7 @@ EXTERNAL_NS = re.compile(r"(net|pid)\[([0-9]+)\]:(\S{1,256})")
 def add_options(p) -> None:
     """Add CRIU's runtime options to lxc-cr's argparse parser."""
     p.add_argument("--inherit-fd", action="append", default=[])
+    p.add_argument("--join-ns", action="append", default=[])
     p.add_argument("--action-script")
     p.add_argument("--lsm-profile")
     p.add_argument("--page-server", action="store_true")

@@ -79,6 +79,7 @@ class RestorePlan:
     manage_cgroups: str = "soft"    # engine/cgroups.py MODES
     root: str | None = None         # the root mount of a tree with its own mount namespace (--root)
     ext_mounts: tuple = ()          # (key, host path) pairs, or a dict: external mounts (--ext-mount-map KEY:PATH)
+    join_namespaces: tuple = ()     # joinns.JoinNs: namespaces joined, not made (--join-ns; engine/joinns.py)
     orphan_pts_master: Callable | None = None  # hand(fd, index): a new master goes to the caller (RPC)
     log_file: str | None = None
     verbosity: int = 2
@@ -140,10 +141,16 @@ def restore_plan(args, entrypoint: str = "cli", name: str | None = None, labels:
                        restore_sibling=args.restore_sibling, file_locks=value["file_locks"],
                        ext_unix_sk=value["ext_unix_sk"], tcp_established=value["tcp_established"],
                        net_devices=_net_devices(args), cgroup_roots=_cgroup_roots(args),
+                       join_namespaces=_join_namespaces(args),
                        manage_cgroups=value["manage_cgroups"], root=_root(args), ext_mounts=_mount_map(args)[0],
                        actions=(commands := _commands(args, value, ("post_restore",))),
                        notify=actions.notifier(list(commands), None, images_dir), origins=s, inherit_fds=criu_opts.inherit_fds(args),
                        log_file=_log_path(args, images_dir, "restore.log"), verbosity=args.verbosity)
+
+
+def _join_namespaces(args) -> tuple:
+    from .engine.joinns import from_cli
+    return from_cli(getattr(args, "join_ns", None) or [])
 
 
 def _cgroup_roots(args) -> dict:

@@ -482,7 +482,8 @@ def _option_value(opts, option: str):
     if option == "inherit_fd":
         return {i.key: _own_fd(i.fd, i.key) for i in value}
     if option == "join_ns":
-        return tuple((j.ns, j.ns_file) for j in value)
+        from .engine.joinns import from_rpc
+        return from_rpc(value)
     return value
 
 

@@ -283,32 +283,3 @@ def test_extns_runc_pid_namespace_with_a_path(pid_container):
     status = Path(f"/proc/{host_pid}/status").read_text()
     assert f"NSpid:\t{host_pid}\t{inner}\n" in status
     assert os.path.exists(f"/proc/{holder.init}")
-
-
-def test_extns_runc_joined_ipc_namespace_is_refused_at_restore(tmp_path):
-    """A bundle whose IPC namespace has a path (a pod's shared one): runc asks the restore to
-    join it (join_ns), which is refused by name before anything is made."""
-    require_runc()
-    holder = subprocess.Popen(["unshare", "--ipc", "sleep", "infinity"])
-    c = Container(tmp_path, "extns-joinns")
-    try:
-        for _ in range(500):
-            if os.stat(f"/proc/{holder.pid}/ns/ipc").st_ino != os.stat("/proc/self/ns/ipc").st_ino:
-                break
-            time.sleep(0.01)
-        config = json.loads((c.bundle / "config.json").read_text())
-        spaces = config["linux"]["namespaces"]
-        spaces[spaces.index({"type": "ipc"})] = {"type": "ipc", "path": f"/proc/{holder.pid}/ns/ipc"}
-        (c.bundle / "config.json").write_text(json.dumps(config))
-        c.start()
-        host_pid = c.state()["pid"]
-        c.checkpoint()
-        c.last_lines_until_eof()
-        r = c.restore(env=dict(os.environ))
-        assert r.returncode != 0
-        assert "opts.join_ns" in (c.work / "restore.log").read_text()
-        assert not os.path.exists(f"/proc/{host_pid}") and c.state() is None
-    finally:
-        c.destroy()
-        holder.kill()
-        holder.wait()
