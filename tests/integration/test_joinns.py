@@ -149,6 +149,44 @@ def test_joinns_failed_restore_leaves_the_joined_namespaces_as_they_were(tmp_pat
         verdict(root, log)
 
 
+@pytest.fixture
+def netns():
+    """`ip netns add` with lo up and the address 46_net_namespace checks; named with the branch."""
+    name = f"lxccr-joinns-{os.getpid()}"
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    for argv in (["netns", "add", name], ["-n", name, "link", "set", "lo", "up"],
+                 ["-n", name, "addr", "add", "127.1.2.3/8", "dev", "lo"]):
+        subprocess.run(["ip", *argv], check=True, capture_output=True)
+    yield name
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def net_state(name: str) -> tuple:
+    def ip(*argv):
+        return subprocess.run(["ip", "-j", "-n", name, *argv], check=True, capture_output=True, text=True).stdout
+    return os.stat(f"/run/netns/{name}").st_ino, ip("link"), ip("addr"), ip("route", "show", "table", "all")
+
+
+def test_joinns_cli_network_namespace_joined_not_made(tmp_path, netns):
+    """46_net_namespace in a network namespace of its own (lo up, 127.1.2.3 and 127.1.2.4) is
+    restored into a named one holding lo and 127.1.2.3 only: it works there (its check from
+    inside), and the namespace gained nothing (no 127.1.2.4), also after a failed restore."""
+    setup = ["sh", "-c", 'ip link set lo up && ip addr add 127.1.2.3/8 dev lo && '
+                         'ip addr add 127.1.2.4/8 dev lo && exec "$0"']
+    before = net_state(netns)
+    with unshared(tmp_path, "46_net_namespace", ("--net",), setup) as (unshare, root, log):
+        images = dump_tree(tmp_path, root, unshare)
+        join = f"net:/run/netns/{netns}"
+        line = one_line_error(restore(tmp_path, images, join, env={"LXC_CR_FAULT": "registers"}))
+        assert "injected fault" in line and not os.path.exists(f"/proc/{root}")
+        assert net_state(netns) == before
+        r = restore(tmp_path, images, join)
+        assert r.returncode == 0, r.stderr + (images / "restore.log").read_text()
+        assert os.stat(f"/proc/{root}/ns/net").st_ino == before[0]
+        assert net_state(netns) == before
+        verdict(root, log)
+
+
 def test_joinns_option_belongs_to_restore(tmp_path):
     line = one_line_error(run("dump", "-t", os.getpid(), "-D", tmp_path / "d", "--join-ns", "ipc:1"))
     assert "--join-ns does not apply to dump" in line
@@ -182,3 +220,18 @@ def test_joinns_runc_ipc_and_uts_namespaces_with_a_path(tmp_path):
             assert f"opts.join_ns ipc:/proc/{hpid}/ns/ipc" in (c.work / "restore.log").read_text()
         finally:
             c.destroy()
+
+
+@pytest.mark.parametrize("ns", ["mnt", "user", "time"])
+def test_joinns_rpc_unsupported_kind_gets_an_error_answer(tmp_path, ns):
+    """What runc sends for a mount, user or time namespace with a path: an error answer naming
+    the option and the namespace, before the images are even read."""
+    from test_rpc import Client, _dir_fd, pb, restore_request
+    images = _dir_fd(tmp_path / "images")
+    try:
+        resp, code = Client(tmp_path).call(restore_request(images, images, join_ns=[pb.JoinNamespace(
+            ns=ns, ns_file=f"/proc/{os.getpid()}/ns/{ns}")]))
+    finally:
+        os.close(images)
+    assert code == 1 and not resp.success
+    assert f"opts.join_ns {ns}:/proc/{os.getpid()}/ns/{ns}: joining a {ns} namespace" in resp.cr_errmsg
