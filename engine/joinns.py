@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import struct
 from dataclasses import dataclass
 
 from . import kernel as k
@@ -179,7 +180,6 @@ def _check_fits(e: JoinNs, inventory, net_devices) -> None:
 
 
 def _check_segment(e: JoinNs, pid: int, v) -> None:
-    import struct
     what = f"process {pid} attaches SysV shared memory segment {v.shmid}"
     try:
         raw = k.ipc_stat("shm", v.shmid)
