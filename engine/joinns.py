@@ -85,11 +85,6 @@ def entry(kind: str, target: str, extra: str, spelling: str) -> JoinNs:
     return JoinNs(kind, target, spelling)
 
 
-def named(plan, kind: str) -> bool:
-    """Does the plan join a namespace of this kind?"""
-    return any(e.kind == kind for e in plan.join_namespaces)
-
-
 def _once_each(entries: list[JoinNs]) -> tuple[JoinNs, ...]:
     kinds = [e.kind for e in entries]
     for e in entries:
