@@ -14,6 +14,7 @@ Importing the parts used costs ~10 ms.
                     (the keywords are IPRoute's)
     unix_diag()     sock_diag of every unix socket of the caller's namespace
     inet_diag(...)  sock_diag of TCP sockets by state
+    nft_tables()    how many nftables tables the caller's namespace has
 
 A request the kernel refuses raises NetlinkError, an OSError with its errno.
 """
@@ -27,7 +28,7 @@ import struct
 
 from .errors import fault_point
 
-NETLINK_ROUTE, NETLINK_SOCK_DIAG = 0, 4
+NETLINK_ROUTE, NETLINK_SOCK_DIAG, NETLINK_NETFILTER = 0, 4, 12
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK = 0x1, 0x2, 0x4
 NLM_F_DUMP = 0x300
@@ -36,6 +37,7 @@ RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_GETADDR = 20, 22
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
 SOCK_DIAG_BY_FAMILY = 20
+NFT_MSG_GETTABLE = (10 << 8) | 1            # NFNL_SUBSYS_NFTABLES, NFT_MSG_GETTABLE
 UDIAG_SHOW_VFS, UDIAG_SHOW_PEER, UDIAG_SHOW_ICONS, UDIAG_SHOW_RQLEN = 0x02, 0x04, 0x08, 0x10
 NLMSGHDR = struct.Struct("=IHHII")          # length, type, flags, sequence, port
 RECV_SIZE = 1 << 16
@@ -267,3 +269,15 @@ def inet_diag(family: int, protocol: int, states: int) -> list:
                idiag_src=bytes(16), idiag_dst=bytes(16))
     with _Socket(NETLINK_SOCK_DIAG) as s:
         return s.request(req, SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, inet_diag_msg)
+
+
+# --- nftables ------------------------------------------------------------------------------------
+
+def nft_tables() -> int:
+    """How many nftables tables the caller's network namespace has (of every family)."""
+    from pyroute2.netlink import nlmsg
+
+    class nfgenmsg(nlmsg):
+        fields = (("nfgen_family", "B"), ("version", "B"), ("res_id", ">H"))
+    with _Socket(NETLINK_NETFILTER) as s:
+        return len(s.request(nfgenmsg(), NFT_MSG_GETTABLE, NLM_F_DUMP, nfgenmsg))

@@ -37,7 +37,7 @@ import subprocess
 from . import kernel as k
 from . import netdev
 from .errors import ImageError, PlanError, RestoreError, UnsupportedError, fault_point
-from .netlink import NetlinkError, Rtnl
+from .netlink import NetlinkError, Rtnl, nft_tables
 from .namespaces import inside, own
 
 log = logging.getLogger("lxc_cr.netns")
@@ -198,13 +198,21 @@ def _read_sysctl(name: str) -> str | None:
 
 def _nft_ruleset() -> str:
     """The namespace's nftables ruleset as JSON, without our own lock table; empty if none."""
-    if shutil.which("nft") is None:
+    if shutil.which("nft") is None or _no_tables():
         return ""
     r = subprocess.run(["nft", "-j", "list", "ruleset"], capture_output=True, text=True)
     if r.returncode != 0:
         raise UnsupportedError(f"cannot read the network namespace's nftables ruleset: {r.stderr.strip()}")
     items = [item for item in json.loads(r.stdout).get("nftables", []) if not _ours(item)]
     return json.dumps({"nftables": items}) if items else ""
+
+
+def _no_tables() -> bool:
+    """Netlink says there is no table: running nft (a few ms) would say the same."""
+    try:
+        return nft_tables() == 0
+    except OSError:
+        return False            # no nf_tables here: let nft say what it says
 
 
 def _ours(item: dict) -> bool:
