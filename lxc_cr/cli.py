@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from . import CRIU_COMPAT_VERSION, __version__, criu_opts
+from . import CRIU_COMPAT_VERSION, __version__
 from .engine import CGROUP_MODES
 
 USAGE = """\
@@ -154,6 +154,7 @@ def _parser():
     p.add_argument("--manage-cgroups", nargs="?", const="soft", choices=CGROUP_MODES)
     p.add_argument("--root")
     p.add_argument("--ext-mount-map", action="append", default=[])
+    from . import criu_opts
     criu_opts.add_options(p)         # the rest of CRIU's options as runtimes pass them
     return p
 
@@ -314,6 +315,7 @@ def _raise_blocked(blockers: list[str]) -> None:
 
 def _log_notes(args) -> None:
     import logging
+    from . import criu_opts
     for line in criu_opts.notes(args):
         logging.getLogger("lxc_cr").info("%s", line)
 
@@ -401,6 +403,7 @@ def cmd_restore(args) -> int:
 
 def _refuse(args, other_commands_options) -> None:
     """Options of the other command are mistakes here, not something to ignore."""
+    from . import criu_opts
     from .engine.errors import PlanError
     criu_opts.refuse(args, args.command)
     for name in other_commands_options:

@@ -22,10 +22,7 @@ reads: a CRIU image file holding one Stats message).
 """
 from __future__ import annotations
 
-import array
-import dataclasses
 import errno
-import logging
 import os
 import select
 import socket
@@ -33,10 +30,8 @@ import struct
 import sys
 import time
 
-from . import actions
 from .engine.errors import CRError, NotifyRefused, PlanError, UnsupportedError
 
-log = logging.getLogger("lxc_cr.rpc")
 
 MAX_REQUEST = 1 << 20            # a request is a few hundred bytes; refuse absurd sizes
 CLONE_NEWNET = 0x40000000
@@ -81,9 +76,6 @@ class BadRequest(PlanError):
 
 def main(argv: list[str]) -> int:
     """`swrk N`: serve one session on fd N; returns the exit status."""
-    # nothing may reach stderr unasked: at restore it is the container's (runc hands it over)
-    logging.getLogger("lxc_cr").addHandler(logging.NullHandler())
-    logging.getLogger("lxc_cr").propagate = False
     if len(argv) != 1 or not argv[0].isdigit():
         if sys.stderr is not None:
             sys.stderr.write("lxc-cr: error: usage: swrk FD (the fd of a SOCK_SEQPACKET socket)\n")
@@ -100,6 +92,22 @@ def main(argv: list[str]) -> int:
 def _pb():
     from . import rpc_pb2
     return rpc_pb2
+
+
+_logger = None
+
+
+def _log():
+    """The session's logger.  logging is imported on first use (a VERSION session, which
+    runc starts before every checkpoint and restore, never needs it); nothing logged before the
+    log file is set up reaches stderr: at restore it is the container's (runc hands it over)."""
+    global _logger
+    if _logger is None:
+        import logging
+        logging.getLogger("lxc_cr").addHandler(logging.NullHandler())
+        logging.getLogger("lxc_cr").propagate = False
+        _logger = logging.getLogger("lxc_cr.rpc")
+    return _logger
 
 
 # --- transport -----------------------------------------------------------------------------------
@@ -143,7 +151,7 @@ class Channel:
 
     def send(self, resp, fd: int | None = None) -> None:
         data = resp.SerializeToString()
-        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))] if fd is not None else []
+        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))] if fd is not None else []
         try:
             self.sock.sendmsg([data], ancillary, socket.MSG_NOSIGNAL)
         except OSError as e:
@@ -169,15 +177,17 @@ class Session:
             except BadRequest as e:
                 return self._answer_error(pb.EMPTY, e)
             except OSError as e:
-                log.error("swrk: cannot read a request: %s", e)
+                _log().error("swrk: cannot read a request: %s", e)
                 return 1
             if req is None:
-                log.info("swrk: the client closed the session")
+                _log().info("swrk: the client closed the session")
                 return 1
             handler = handlers.get(req.type)
             if handler is None:
                 what = "missing or unknown" if req.type == pb.EMPTY else f"{pb.ReqType.Name(req.type)}, not served"
                 return self._answer_error(pb.EMPTY, BadRequest(f"the request type is {what}"))
+            if req.type not in (pb.VERSION, pb.FEATURE_CHECK):
+                _log()          # quiet before the engine logs anything
             try:
                 resp = handler(req)
             except _AlreadyAnswered as done:
@@ -187,13 +197,13 @@ class Session:
             try:
                 self.ch.send(resp)
             except NotifyRefused as e:
-                log.error("swrk: %s", e)
+                _log().error("swrk: %s", e)
                 return 1
             if not (req.keep_open and req.type in (pb.VERSION, pb.FEATURE_CHECK)):
                 return 0
 
     def _answer_error(self, req_type: int, e: CRError) -> int:
-        log.error("%s", e)
+        _log().error("%s", e)
         resp = self.pb.Response(type=req_type, success=False, cr_errno=_errno_of(e), cr_errmsg=str(e))
         if req_type == self.pb.DUMP:
             resp.dump.restored = False          # libcriu reads resp.dump even on failure
@@ -237,8 +247,8 @@ class Session:
         if not opts.pid:
             raise BadRequest("DUMP needs opts.pid (dumping the caller itself is not supported)")
         dirs = self._dirs(opts, "dump.log")
-        plan = _plan(dump_plan(_args(opts, dirs, "dump", tree=opts.pid), "rpc"), 0, opts, self._notifier(opts))
-        plan = dataclasses.replace(plan, orphan_pts_master=opts.orphan_pts_master)
+        plan = _plan(dump_plan(_args(opts, dirs, "dump", tree=opts.pid), "rpc"), 0, opts, self._notifier(opts),
+                     orphan_pts_master=opts.orphan_pts_master)
         resp = self.pb.Response(type=self.pb.DUMP, success=True)
         resp.dump.restored = False
 
@@ -261,9 +271,9 @@ class Session:
         from .plan import restore_plan
         opts = self._opts(req)
         dirs = self._dirs(opts, "restore.log")
-        plan = _plan(restore_plan(_args(opts, dirs, "restore", restore_detached=True), "rpc"), 1, opts, self._notifier(opts))
-        if opts.orphan_pts_master and opts.notify_scripts:
-            plan = dataclasses.replace(plan, orphan_pts_master=self._hand_master)
+        hand_master = self._hand_master if opts.orphan_pts_master and opts.notify_scripts else None
+        plan = _plan(restore_plan(_args(opts, dirs, "restore", restore_detached=True), "rpc"), 1, opts,
+                     self._notifier(opts), orphan_pts_master=hand_master)
         started = time.monotonic()
         pid = restore(plan)
         _write_stats(dirs.work, "stats-restore", self.pb.Stats(restore=self.pb.RestoreStats(
@@ -309,7 +319,7 @@ class Session:
     def _hand_master(self, fd: int, index: int) -> None:
         """orphan-pts-master: a new pty master (of a pair whose master the client held at dump)
         goes to the client with the notification, as SCM_RIGHTS."""
-        log.info("pty %d: its new master goes to the client (orphan-pts-master)", index)
+        _log().info("pty %d: its new master goes to the client (orphan-pts-master)", index)
         self._exchange("orphan-pts-master", None, fd)
 
     def _exchange(self, script: str, pid: int | None, fd: int | None = None) -> None:
@@ -336,7 +346,7 @@ def _as_error(e: Exception) -> CRError:
     """What the client is told: a CRError as it is; anything else is a bug, logged in full."""
     if isinstance(e, CRError):
         return e
-    log.exception("swrk: internal error")
+    _log().exception("swrk: internal error")
     return CRError(f"internal error: {type(e).__name__}: {e}")
 
 
@@ -348,11 +358,11 @@ class _AlreadyAnswered(Exception):
         self.code = code
 
 
-@dataclasses.dataclass
 class _Dirs:
-    images: str
-    work: str
-    log: str
+    """A session's image and work directories (as paths here) and its log file."""
+
+    def __init__(self, images: str, work: str, log: str):
+        self.images, self.work, self.log = images, work, log
 
 
 def _client_dir(peer: int, fd: int, what: str) -> str:
@@ -447,25 +457,27 @@ def _args(opts, dirs: "_Dirs", command: str, **more) -> "argparse.Namespace":
     return args
 
 
-def _plan(plan, side: int, opts, notify):
-    """plan plus notify and every EXTRA_FIELDS option set in opts; an option whose field the
-    plan lacks (engine work not done yet) is refused by name."""
+def _plan(plan, side: int, opts, notify, **fields):
+    """plan plus notify, fields and every EXTRA_FIELDS option set in opts; an option whose field
+    the plan lacks (engine work not done yet) is refused by name."""
+    import dataclasses
+    from . import actions
     known = {f.name for f in dataclasses.fields(plan)}
-    extra = {"notify": actions.chain(notify, plan.notify)}     # the client first, then the plan's commands
+    extra = {"notify": actions.chain(notify, plan.notify), **fields}   # the client first, then the plan's commands
     for option, names in EXTRA_FIELDS.items():
         value = _option_value(opts, option) if _is_set(opts, option) else None
         if value is None:
             continue
         name = names[side]
         if name is None:
-            log.info("opts.%s: does not apply to %s; ignored", option, "dump" if side == 0 else "restore")
+            _log().info("opts.%s: does not apply to %s; ignored", option, "dump" if side == 0 else "restore")
             continue
         if name not in known:
             raise UnsupportedError(f"opts.{option} = {_show(value)}: the engine cannot do this yet "
                                    f"(no {type(plan).__name__}.{name})")
         extra[name] = value
     if opts.empty_ns:
-        log.warning("empty_ns network: the network namespace is dumped and restored as it is, not left "
+        _log().warning("empty_ns network: the network namespace is dumped and restored as it is, not left "
                     "empty (the same for a namespace with only its loopback, as runc makes them)")
     return dataclasses.replace(plan, **extra)
 
@@ -507,7 +519,7 @@ def _verbosity(opts) -> int:
 def _log_no_effect(opts) -> None:
     for name, why in NO_EFFECT.items():
         if _is_set(opts, name):
-            log.info("opts.%s: accepted, no effect: %s", name, why)
+            _log().info("opts.%s: accepted, no effect: %s", name, why)
 
 
 def _errno_of(e: Exception) -> int:
@@ -554,6 +566,7 @@ def _write_stats(work: str, name: str, stats) -> None:
 def missing_support() -> list[str]:
     """The options of EXTRA_FIELDS the plans cannot carry yet (the engine's gaps, as the server
     will refuse them): one "opts.X (Plan.field)" per gap."""
+    import dataclasses
     from .plan import DumpPlan, RestorePlan
     out = []
     for option, names in EXTRA_FIELDS.items():
