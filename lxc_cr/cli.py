@@ -175,6 +175,19 @@ def _size(text: str) -> int:
         raise UsageError(str(e)) from None
 
 
+def run() -> None:
+    """The `lxc-cr` command and hooks/criu: main(), then a quick exit.  Python's own teardown
+    takes ~5 ms here, and nothing of ours needs it: every file is closed where it is written;
+    the standard streams and the log are flushed here."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    if "logging" in sys.modules:
+        sys.modules["logging"].shutdown()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     as_criu = os.environ.get("LXC_CR_PERSONA") == "criu"
