@@ -33,8 +33,8 @@ PROPS = ("cgroup.subtree_control", "cpuset.cpus", "cpuset.mems",
          "pids.max", "cpu.shares", "cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.weight", "cpu.max",
          "devices.list")
 
-VALUE = re.compile(r"[0-9a-z ,\-+]{0,256}")
-DEVICE_RULE = re.compile(r"[abc] (\*|[0-9]+):(\*|[0-9]+) [rwm]{1,3}")
+VALUE = r"[0-9a-z ,\-+]{0,256}"
+DEVICE_RULE = r"[abc] (\*|[0-9]+):(\*|[0-9]+) [rwm]{1,3}"
 MAX_DEVICE_RULES = 4096
 
 
@@ -63,9 +63,9 @@ def validate(props, where: str) -> None:
         seen.add(p.name)
         if p.name == "devices.list":
             rules = p.value.splitlines()
-            if len(rules) > MAX_DEVICE_RULES or not all(DEVICE_RULE.fullmatch(r) for r in rules):
+            if len(rules) > MAX_DEVICE_RULES or not all(re.fullmatch(DEVICE_RULE, r) for r in rules):
                 raise ImageError(f"{where}: bad devices.list {p.value[:80]!r}")
-        elif not VALUE.fullmatch(p.value):
+        elif not re.fullmatch(VALUE, p.value):
             raise ImageError(f"{where}: bad value {p.value[:80]!r} for {p.name}")
 
 

@@ -42,7 +42,7 @@ log = logging.getLogger("lxc_cr.cgroups")
 
 MODES = CGROUP_MODES
 IMAGE = "cgroups.img"
-ROOT_SPEC = re.compile(r"(?:([^:/]*):)?(/.*)")
+ROOT_SPEC = r"(?:([^:/]*):)?(/.*)"
 
 
 def message():
@@ -54,7 +54,7 @@ def parse_roots(specs) -> dict:
     """--cgroup-root [CTRL[,CTRL...]:]/PATH, repeated -> {controllers or None: path}."""
     out = {}
     for spec in specs:
-        m = ROOT_SPEC.fullmatch(spec)
+        m = re.fullmatch(ROOT_SPEC, spec)
         if not m or not _clean(m.group(2)):
             raise ValueError(f"--cgroup-root {spec}: expected [CTRL[,CTRL...]:]/PATH (absolute, no '..')")
         out[m.group(1)] = os.path.normpath(m.group(2))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import signal
 import time
 from dataclasses import dataclass
@@ -215,8 +214,9 @@ class _Collector:
         pb = _pb()
         from lxc_cr import __version__
         from .memory import vdso_layout
+        uname = os.uname()
         inv = pb.Inventory(format_version=FORMAT_VERSION, tool_version=__version__, root_pid=self.plan.pid,
-                           kernel_release=platform.release(), arch=platform.machine(),
+                           kernel_release=uname.release, arch=uname.machine,
                            page_size=os.sysconf("SC_PAGE_SIZE"), xfeatures=task_mod.xfeatures(),
                            xsave_size=task_mod.xsave_size(), shell_job=self.plan.shell_job,
                            pid_ns=self.pid_ns, ipc_ns=self.ipc_ns, cgroup_ns=self.cgroup_ns, mnt_ns=self.mnt_ns,

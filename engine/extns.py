@@ -30,7 +30,7 @@ from .errors import ImageError, PlanError
 
 NS_GET_PARENT, NS_GET_NSTYPE = 0xb702, 0xb703        # ioctls on a namespace file (linux/nsfs.h)
 TYPES = {"net": k.CLONE_NEWNET, "pid": k.CLONE_NEWPID}
-KEY = re.compile(r"\S{1,256}")
+KEY = r"\S{1,256}"
 
 
 # --- dump --------------------------------------------------------------------------------------
@@ -85,7 +85,7 @@ def keys(inventory) -> dict[str, str]:
 
 def validate(inventory, where: str) -> None:
     for kind, key in keys(inventory).items():
-        if not KEY.fullmatch(key):
+        if not re.fullmatch(KEY, key):
             raise ImageError(f"{where}: bad key for the external {kind} namespace")
     if inventory.ext_net_key and inventory.HasField("net"):
         raise ImageError(f"{where}: the network namespace is both external and dumped")

@@ -1,4 +1,4 @@
-"""File descriptor tables and open file descriptions, and the registry of kinds.
+"""File descriptor tables and open file descriptions, and the interface of kinds.
 
 Dump: every fd of every task is matched to an open file description (two fds
 share one when kcmp(KCMP_FILE) says so); each description is described once
@@ -33,7 +33,7 @@ import stat as st_mod
 from dataclasses import dataclass, field
 
 from . import kernel as k
-from . import inherit, locks, proc
+from . import inherit, kinds, locks, proc
 from .errors import CRError, DumpError, ImageError, UnsupportedError
 
 log = logging.getLogger("lxc_cr.files")
@@ -47,21 +47,8 @@ def _pb():
     return images_pb2
 
 
-def kinds():
-    from .kinds import KINDS
-    return KINDS
-
-
 def _external():
-    from .kinds import external     # files outside the tree (--external): not dumped
-    return external
-
-
-def kind_named(name: str):
-    for kind in kinds():
-        if kind.NAME == name:
-            return kind
-    return None
+    return kinds.named("external")      # files outside the tree (--external): not dumped
 
 
 @dataclass
@@ -264,14 +251,7 @@ def restore_owners(ctx: "RestoreContext", ids: set, groups: set) -> None:
 
 def kind_for_dump(ctx: DumpContext, link: str, st: os.stat_result):
     """The kind that dumps this file: external if the plan says it is outside the tree."""
-    return _external() if _external().claims(ctx, link, st) else kind_for(link, st)
-
-
-def kind_for(link: str, st: os.stat_result):
-    for kind in kinds():
-        if kind.matches(link, st):
-            return kind
-    return None
+    return _external() if _external().claims(ctx, link, st) else kinds.owner(link, st)
 
 
 def describe(link: str, st: os.stat_result) -> str:
@@ -344,7 +324,7 @@ def _open_entry(ctx: RestoreContext, entry) -> int:
     fd = inherit.open_inherited(ctx, entry)
     if fd is not None:
         return fd
-    kind = kind_named(entry.kind)
+    kind = kinds.named(entry.kind)
     detail = _detail(kind, entry)
     return kind.open(ctx, entry, detail)
 
@@ -360,7 +340,7 @@ def validate_files(files_msg) -> dict:
     """Every entry checked before anything is opened; returns id -> FileEntry."""
     out = {}
     for entry in files_msg.files:
-        if kind_named(entry.kind) is None:
+        if kinds.named(entry.kind) is None:
             raise ImageError(f"files.img: file {entry.id} has unknown kind {entry.kind!r}")
         if entry.id in out or entry.id == 0:
             raise ImageError(f"files.img: duplicate or zero file id {entry.id}")
@@ -425,10 +405,10 @@ def finish_in_task(ctx: RestoreContext, task, first_holder: dict[int, int]) -> N
         numbers.setdefault(f.file_id, []).append(f.fd)
     # objects built in each holder (pidfds) first: other hooks (epoll) may register them
     def per_holder(file_id):
-        return getattr(kind_named(ctx.files[file_id].kind), "IN_EVERY_HOLDER", False)
+        return getattr(kinds.named(ctx.files[file_id].kind), "IN_EVERY_HOLDER", False)
     for file_id, fds in sorted(numbers.items(), key=lambda item: not per_holder(item[0])):
         entry = ctx.files[file_id]
-        kind = kind_named(entry.kind)
+        kind = kinds.named(entry.kind)
         if first_holder.get(file_id) != task.pid and not per_holder(file_id) or file_id in ctx.inherited:
             continue
         hook = getattr(kind, "in_task", None)

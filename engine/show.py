@@ -10,9 +10,8 @@ from .images import ImageDir, message_for
 
 def show(directory: str, names: list[str]) -> str:
     from google.protobuf import json_format
-    from . import kinds  # noqa: F401  (registers the kinds' messages for Any)
-    for kind in kinds.KINDS:
-        kind.MESSAGE  # noqa: B018  (imports each kind's schema)
+    from . import kinds
+    kinds.all_kinds()       # imports every kind's schema: the file entries' details need them
     if not os.path.isdir(directory):
         raise PlanError(f"image directory {directory} does not exist")
     images = ImageDir(directory, os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))

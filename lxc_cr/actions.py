@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 from dataclasses import dataclass
 
 from .engine.errors import ActionError
@@ -74,6 +73,7 @@ def _run(command: Command, script: str, pid: int | None, images_dir: str) -> Non
     env = dict(os.environ, LXC_CR_ACTION=script, CRTOOLS_SCRIPT_ACTION=script, LXC_CR_PID=pid_text,
                CRTOOLS_INIT_PID=pid_text, LXC_CR_IMAGES_DIR=images_dir, CRTOOLS_IMAGE_DIR=images_dir)
     log.info("%s at %s: %s", command.source, script, command.shell)
+    import subprocess
     try:
         done = subprocess.run(["/bin/sh", "-c", command.shell], env=env, stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, errors="replace")

@@ -31,11 +31,11 @@ ACCEPTED = {
     "prev_images_dir": "no memory was copied ahead; this dump is complete by itself",
 }
 
-INHERIT_FD = re.compile(r"fd\[([0-9]+)\]:(.+)")
+INHERIT_FD = r"fd\[([0-9]+)\]:(.+)"
 FILE_KEYS = ("tty[", "pipe:[", "socket:[", "/")       # --external keys that name files
 MOUNT_KEY = "mnt["                                     # --external mnt[...]: a mount (plan._mount_map)
 NS_KEYS = ("net[", "pid[")                             # --external net[INO]:KEY: a namespace (engine/extns.py)
-EXTERNAL_NS = re.compile(r"(net|pid)\[([0-9]+)\]:(\S{1,256})")
+EXTERNAL_NS = r"(net|pid)\[([0-9]+)\]:(\S{1,256})"
 
 
 def add_options(p) -> None:
@@ -94,7 +94,7 @@ def external_namespaces(args) -> tuple[tuple[str, int, str], ...]:
     out = []
     for text in args.external:
         if text.startswith(NS_KEYS):
-            m = EXTERNAL_NS.fullmatch(text)
+            m = re.fullmatch(EXTERNAL_NS, text)
             if not m:
                 raise PlanError(f"--external {text}: expected net[INODE]:KEY or pid[INODE]:KEY")
             out.append((m.group(1), int(m.group(2)), m.group(3)))
@@ -106,7 +106,7 @@ def inherit_fds(args) -> dict[str, int]:
     from .engine.errors import PlanError
     out = {}
     for spec in args.inherit_fd:
-        m = INHERIT_FD.fullmatch(spec)
+        m = re.fullmatch(INHERIT_FD, spec)
         if not m:
             raise PlanError(f"--inherit-fd {spec}: expected fd[N]:KEY")
         fd, key = int(m.group(1)), m.group(2)

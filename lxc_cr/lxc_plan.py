@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 
 from .engine.errors import PlanError
 
@@ -143,6 +142,7 @@ def describe(c) -> dict:
 def report(args) -> tuple[dict, object]:
     """For `lxc-cr plan --lxc NAME`: what LXC's checkpoint of it would run (the DumpPlan,
     built as when LXC calls hooks/criu) and what the plan printer adds about the container."""
+    import shlex
     from .cli import _parser
     from .plan import dump_plan
     c = container(args.lxc)
@@ -161,7 +161,7 @@ def blockers(name: str) -> list[str]:
     return check_only(plan) + document["restore_blocking"]
 
 
-PAYLOAD = re.compile(r"/lxc\.payload\.([^/]+)$")
+PAYLOAD = r"/lxc\.payload\.([^/]+)$"
 
 
 def caller(args) -> tuple[str, str | None]:
@@ -171,7 +171,7 @@ def caller(args) -> tuple[str, str | None]:
         return "cli", None
     roots = getattr(args, "cgroup_root", None) or getattr(args, "stand_in_cgroup_root", None) or []
     for path in [args.freeze_cgroup or ""] + [root.split(":", 1)[-1] for root in roots]:
-        m = PAYLOAD.search(path)
+        m = re.search(PAYLOAD, path)
         if m:
             return "lxc", m.group(1)
     return "cli", None

@@ -161,7 +161,7 @@ def _cgroup_roots(args) -> dict:
         raise PlanError(str(e)) from None
 
 
-EXTERNAL_MNT = re.compile(r"^mnt\[([^\]]*)\](?::(.*))?$")
+EXTERNAL_MNT = r"^mnt\[([^\]]*)\](?::(.*))?$"
 
 
 def _mount_map(args) -> tuple[tuple, bool]:
@@ -170,7 +170,7 @@ def _mount_map(args) -> tuple[tuple, bool]:
     pairs, auto = [], False
     specs = [(s, s) for s in args.ext_mount_map]
     specs += [(f"{m.group(1)}:{m.group(2) or ''}", text) for text in args.external
-              if (m := EXTERNAL_MNT.match(text))]
+              if (m := re.match(EXTERNAL_MNT, text))]
     for spec, given in specs:
         if spec == "auto" or given.startswith("mnt[]"):
             auto = True
@@ -190,8 +190,8 @@ def _root(args) -> str | None:
     return os.path.abspath(args.root)
 
 
-EXTERNAL_NET = re.compile(r"^(veth|macvlan|netdev)\[([^\]/]+)\]:([^@/]+)(?:@([^@/]+))?$")
-VETH_PAIR = re.compile(r"^([^=/]+)=([^@/]+)(?:@([^@/]+))?$")
+EXTERNAL_NET = r"^(veth|macvlan|netdev)\[([^\]/]+)\]:([^@/]+)(?:@([^@/]+))?$"
+VETH_PAIR = r"^([^=/]+)=([^@/]+)(?:@([^@/]+))?$"
 
 
 def _net_devices(args) -> tuple:
@@ -199,15 +199,15 @@ def _net_devices(args) -> tuple:
     spelling) and CRIU's older --veth-pair IF=HOST[@BRIDGE]."""
     out = []
     for text in args.external:
-        if EXTERNAL_MNT.match(text):
+        if re.match(EXTERNAL_MNT, text):
             continue                # a mount (_mount_map)
-        m = EXTERNAL_NET.match(text)
+        m = re.match(EXTERNAL_NET, text)
         if not m or (m.group(4) and m.group(1) != "veth"):
             raise PlanError(f"--external {text}: expected veth[IF]:HOST[@BRIDGE], macvlan[IF]:LINK "
                             f"or netdev[IF]:HOSTDEV")
         out.append(NetDevice(*m.groups()))
     for text in args.veth_pair:
-        m = VETH_PAIR.match(text)
+        m = re.match(VETH_PAIR, text)
         if not m:
             raise PlanError(f"--veth-pair {text}: expected IF=HOST[@BRIDGE]")
         out.append(NetDevice("veth", *m.groups()))

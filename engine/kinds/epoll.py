@@ -23,7 +23,7 @@ import select
 from .. import kernel as k
 from .. import proc
 from ..errors import ImageError, RestoreError, UnsupportedError
-from ..files import kind_named
+from . import named
 from .epoll_pb2 import Epoll as MESSAGE
 
 NAME = "epoll"
@@ -134,7 +134,7 @@ def _target(ctx, entry, w) -> int:
 def _built_here(ctx, file_id: int) -> bool:
     """False for a file built in each task holding it (a pidfd) that this task does not hold:
     the orchestrator's fd for it is only a stand-in."""
-    kind = kind_named(ctx.files[file_id].kind)
+    kind = named(ctx.files[file_id].kind)
     return not getattr(kind, "IN_EVERY_HOLDER", False) or file_id in ctx.shared.get("built_here", ())
 
 
