@@ -257,12 +257,13 @@ def dump(plan, images) -> bool:
 
 def _save_tmpfs(root: int, e, images) -> None:
     """The files of one tmpfs mount, not what is mounted over them: a detached clone of the
-    mount, made from inside the tree's namespace (only there may it be cloned), as a tar."""
+    mount, made while the dumper visits the tree's namespace (only there may it be cloned),
+    as a tar."""
     out = images.create(e.content)
     rootfd = os.open(f"/proc/{root}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        problem = namespaces.inside(root, "mnt", k.CLONE_NEWNS,
-                                    lambda: _archive(rootfd, e.mountpoint, out, e.unbindable))
+        with namespaces.visiting(root, "mnt"):       # it puts our root and cwd back
+            problem = _archive(rootfd, e.mountpoint, out, e.unbindable)
     finally:
         os.close(rootfd)
         os.close(out)
@@ -271,23 +272,28 @@ def _save_tmpfs(root: int, e, images) -> None:
 
 
 def _archive(rootfd: int, mountpoint: str, out: int, unbindable: bool) -> str | None:
-    """In the tree's mount namespace: the tmpfs at mountpoint into out; or what went wrong."""
+    """In the tree's mount namespace: the tmpfs at mountpoint into out; or what went wrong.
+    Changes our working directory (and, for an unbindable mount, our mount namespace)."""
     try:
         if unbindable:
             # an unbindable mount cannot be cloned: in a copy of the tree's namespace of our
-            # own (this child's alone), it is made private first; the tree's stays as it is.
-            # The copy takes our cwd with it: the root task's root, where mountpoint starts
+            # own (dropped when we leave it), it is made private first; the tree's stays as it
+            # is.  The copy takes our cwd with it: the root task's root, where mountpoint starts
             os.fchdir(rootfd)
             k.syscall("unshare", k.CLONE_NEWNS)
-            rootfd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             k.mount(None, mountpoint.lstrip("/") or ".", None, k.MS_PRIVATE)
-        tree = k.open_tree(rootfd, mountpoint.lstrip("/") or ".", k.OPEN_TREE_CLONE | os.O_CLOEXEC)
-        st = os.fstatvfs(tree)
-        if (st.f_blocks - st.f_bfree) * st.f_frsize > TMPFS_LIMIT:
-            return f"it holds more than {TMPFS_LIMIT >> 20} MiB"
-        os.fchdir(tree)
-        with os.fdopen(os.dup(out), "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            tar.add(".", recursive=True)
+        base = k.AT_FDCWD if unbindable else rootfd     # cwd: the root task's root in our copy
+        tree = k.open_tree(base, mountpoint.lstrip("/") or ".", k.OPEN_TREE_CLONE | os.O_CLOEXEC)
+        try:
+            st = os.fstatvfs(tree)
+            if (st.f_blocks - st.f_bfree) * st.f_frsize > TMPFS_LIMIT:
+                return f"it holds more than {TMPFS_LIMIT >> 20} MiB"
+            os.fchdir(tree)
+            with os.fdopen(os.dup(out), "wb") as f, \
+                    tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                tar.add(".", recursive=True)
+        finally:
+            os.close(tree)
         return None
     except (OSError, tarfile.TarError) as ex:
         return str(ex)
