@@ -20,6 +20,8 @@ from .errors import DumpError, PlanError, fault_point
 
 log = logging.getLogger("lxc_cr.seize")
 
+SCRATCH_SIZE = 2 * k.PAGE_SIZE       # per process: a code page, a data page (scratch_page)
+
 
 
 @dataclass
@@ -47,7 +49,7 @@ class Seizure:
         self.tracees: dict[int, Tracee] = {}
         self.processes: dict[int, ProcessInfo] = {}
         self.order: list[int] = []             # pids, parents before children
-        self.scratch: dict[int, int] = {}      # pid -> scratch page address
+        self.scratch: dict[int, int] = {}      # pid -> scratch area address (scratch_page)
 
     # --- freezing -----------------------------------------------------------------
 
@@ -143,27 +145,22 @@ class Seizure:
         return remote_syscall(tid, self.tracees[tid].pid, name, *args)
 
     def scratch_page(self, pid: int) -> int:
-        """A private page in process pid for remote calls that return structures."""
+        """A private page in process pid for remote calls that return structures.  The page
+        before it, read and execute only, holds the code of engine/remote_calls.py."""
         if pid not in self.scratch:
             leader = self.processes[pid].tids[0]
-            addr = self.remote_syscall(leader, "mmap", 0, k.PAGE_SIZE, k.PROT_READ | k.PROT_WRITE,
+            area = self.remote_syscall(leader, "mmap", 0, SCRATCH_SIZE, k.PROT_READ | k.PROT_EXEC,
                                        k.MAP_PRIVATE | k.MAP_ANONYMOUS, 2**64 - 1, 0)
-            self.scratch[pid] = addr
-        return self.scratch[pid]
-
-    def remote_call_out(self, tid: int, pid: int, name: str, out_size: int, *args) -> tuple[int, bytes]:
-        """A remote syscall whose arguments may say SCRATCH for the scratch page; returns (ret, scratch bytes)."""
-        page = self.scratch_page(pid)
-        real = [page if a is SCRATCH else a for a in args]
-        ret = self.remote_syscall(tid, name, *real)
-        return ret, k.read_remote(pid, page, out_size)
+            self.scratch[pid] = area        # now, so that drop_scratch unmaps it whatever follows
+            self.remote_syscall(leader, "mprotect", area + k.PAGE_SIZE, k.PAGE_SIZE, k.PROT_READ | k.PROT_WRITE)
+        return self.scratch[pid] + k.PAGE_SIZE
 
     def drop_scratch(self) -> None:
-        for pid, addr in list(self.scratch.items()):
+        for pid, area in list(self.scratch.items()):
             try:
-                self.remote_syscall(self.processes[pid].tids[0], "munmap", addr, k.PAGE_SIZE)
+                self.remote_syscall(self.processes[pid].tids[0], "munmap", area, SCRATCH_SIZE)
             except (OSError, DumpError) as e:
-                log.warning("cannot unmap scratch page of %d: %s", pid, e)
+                log.warning("cannot unmap scratch area of %d: %s", pid, e)
             del self.scratch[pid]
 
     # --- letting go -------------------------------------------------------------------
@@ -270,13 +267,6 @@ def _step_over_syscall(tid: int, site: int) -> None:
         # (it stays pending; the mask blocks it)
         k.ptrace(k.PTRACE_SINGLESTEP, tid, 0, 0, "PTRACE_SINGLESTEP")
 
-
-class _Scratch:
-    def __repr__(self) -> str:
-        return "SCRATCH"
-
-
-SCRATCH = _Scratch()
 
 _SYSCALL_OFFSET: int | None = None
 _SITES: dict[int, int] = {}      # pid -> syscall site; the vDSO does not move while we hold the task

@@ -15,7 +15,8 @@ import struct
 from . import kernel as k
 from . import proc
 from .errors import ImageError, UnsupportedError
-from .seize import SCRATCH, Seizure
+from .remote_calls import OUT, Calls
+from .seize import Seizure
 
 log = logging.getLogger("lxc_cr.task")
 
@@ -52,7 +53,9 @@ def xsave_size() -> int:
     return k.lib.lxc_xsave_size()
 
 
-def dump_thread(s: Seizure, pid: int, tid: int):
+def dump_thread(s: Seizure, pid: int, tid: int, calls: Calls):
+    """What /proc and ptrace tell of one thread; what only the thread can tell is asked
+    through calls, and filled in by thread_answers() once they ran."""
     pb = _pb()
     t = pb.Thread(tid=tid)
     regs = k.get_regs(tid)
@@ -69,24 +72,41 @@ def dump_thread(s: Seizure, pid: int, tid: int):
         # read rseq_cs before any remote call: the kernel clears it when the IP leaves the section
         t.rseq_ptr, t.rseq_len, t.rseq_sig = ptr, size, sig
         t.rseq_cs = struct.unpack("<Q", k.read_remote(pid, ptr + RSEQ_CS_OFFSET, 8))[0]
-    _, raw = s.remote_call_out(tid, pid, "sigaltstack", STACK_T.size, 0, SCRATCH)
-    t.altstack_sp, t.altstack_flags, _, t.altstack_size = STACK_T.unpack(raw)
-    _, raw = s.remote_call_out(tid, pid, "prctl", 8, PR_GET_TID_ADDRESS, SCRATCH)
-    t.clear_tid = struct.unpack("<Q", raw)[0]
-    _, raw = s.remote_call_out(tid, pid, "prctl", 4, PR_GET_PDEATHSIG, SCRATCH)
-    t.pdeath_signal = struct.unpack("<i", raw)[0]
-    return t
+    asked = (calls.add("sigaltstack", STACK_T.size, 0, OUT),
+             calls.add("prctl", 8, PR_GET_TID_ADDRESS, OUT),
+             calls.add("prctl", 4, PR_GET_PDEATHSIG, OUT))
+    return t, asked
+
+
+def thread_answers(t, asked) -> None:
+    altstack, tid_address, pdeath = asked
+    t.altstack_sp, t.altstack_flags, _, t.altstack_size = STACK_T.unpack(altstack.out)
+    t.clear_tid = struct.unpack("<Q", tid_address.out)[0]
+    t.pdeath_signal = struct.unpack("<i", pdeath.out)[0]
 
 
 def dump_task(s: Seizure, pid: int, tids: list[int]):
-    """Everything process-wide of a live process, plus its threads."""
+    """Everything process-wide of a live process, plus its threads.  The remote calls are
+    asked first and run together: one stop per thread."""
     pb = _pb()
-    leader = tids[0]
+    calls = {tid: Calls(s, tid) for tid in tids}
+    ask = calls[tids[0]]                # process-wide questions go to the leader
     st = proc.stat(pid)
     status = proc.status(pid)
     task = pb.Task(pid=pid, comm=st.comm, nice=st.nice)
-    task.threads.extend(dump_thread(s, pid, tid) for tid in tids)
-    task.creds.CopyFrom(_creds(s, pid, leader, status))
+    threads = [dump_thread(s, pid, tid, calls[tid]) for tid in tids]
+    sigactions = _ask_sigactions(ask, status)
+    itimers = [ask.add("getitimer", ITIMERVAL.size, which, OUT) for which in range(3)]
+    posix_timers = _ask_posix_timers(ask, pid)
+    subreaper = ask.add("prctl", 4, PR_GET_CHILD_SUBREAPER, OUT)
+    dumpable = ask.add("prctl", 0, PR_GET_DUMPABLE)
+    securebits = ask.add("prctl", 0, PR_GET_SECUREBITS)
+    for c in calls.values():
+        c.run()
+    for t, asked in threads:
+        thread_answers(t, asked)
+        task.threads.append(t)
+    task.creds.CopyFrom(_creds(status, securebits.ret))
     for r, (cur, mx) in enumerate(proc.limits(pid)):
         task.rlimits.add(resource=r, cur=cur, max=mx)
     task.sched_policy = os.sched_getscheduler(pid)
@@ -94,48 +114,52 @@ def dump_task(s: Seizure, pid: int, tids: list[int]):
     task.oom_score_adj = int(proc.read_text(f"/proc/{pid}/oom_score_adj"))
     task.ioprio = k.syscall("ioprio_get", IOPRIO_WHO_PROCESS, pid)
     task.thp_disabled = status.get("THP_enabled", "1") == "0"
-    task.sigactions.extend(_sigactions(s, pid, leader, status))
-    for which in range(3):
-        _, raw = s.remote_call_out(leader, pid, "getitimer", ITIMERVAL.size, which, SCRATCH)
-        i_s, i_us, v_s, v_us = ITIMERVAL.unpack(raw)
+    task.sigactions.extend(_sigactions(sigactions))
+    for itimer in itimers:
+        i_s, i_us, v_s, v_us = ITIMERVAL.unpack(itimer.out)
         task.itimers.add(interval_sec=i_s, interval_usec=i_us, value_sec=v_s, value_usec=v_us)
-    task.posix_timers.extend(_posix_timers(s, pid, leader))
-    task.shared_siginfo.extend(k.peek_siginfo(leader, shared=True))
+    task.posix_timers.extend(_posix_timers(pid, posix_timers))
+    task.shared_siginfo.extend(k.peek_siginfo(tids[0], shared=True))
     task.personality = int(proc.read_text(f"/proc/{pid}/personality"), 16)
     task.umask = int(status.get("Umask", "0022"), 8)
-    _, raw = s.remote_call_out(leader, pid, "prctl", 4, PR_GET_CHILD_SUBREAPER, SCRATCH)
-    task.child_subreaper = struct.unpack("<i", raw)[0] != 0
-    task.dumpable = s.remote_syscall(leader, "prctl", PR_GET_DUMPABLE)
+    task.child_subreaper = struct.unpack("<i", subreaper.out)[0] != 0
+    task.dumpable = dumpable.ret
     task.cwd = os.readlink(f"/proc/{pid}/cwd")
     task.root = os.readlink(f"/proc/{pid}/root")
     if int(status.get("Seccomp", "0")) == 1:
         raise UnsupportedError(f"process {pid} uses strict seccomp mode, which cannot be restored")
     if int(status.get("Seccomp", "0")) == 2:
-        for index, prog in enumerate(k.seccomp_filters(leader)):
-            task.seccomp.add(program=prog, flags=k.seccomp_filter_flags(leader, index))
+        for index, prog in enumerate(k.seccomp_filters(tids[0])):
+            task.seccomp.add(program=prog, flags=k.seccomp_filter_flags(tids[0], index))
         task.seccomp.reverse()     # outermost first: the order to install them in
     return task
 
 
-def _sigactions(s: Seizure, pid: int, leader: int, status: dict[str, str]):
-    """The 64 signal actions.  Only those the kernel shows as caught or ignored (SigCgt,
-    SigIgn), and SIGCHLD, are asked for, one remote call each: the flags and mask of any
-    other signal, at its default action, have no effect (SIGCHLD's SA_NOCLDSTOP and
-    SA_NOCLDWAIT do), and asking for all 62 was a third of a container's frozen time."""
-    pb = _pb()
+def _ask_sigactions(ask: Calls, status: dict[str, str]) -> dict:
+    """The signal actions worth asking for: only those the kernel shows as caught or ignored
+    (SigCgt, SigIgn), and SIGCHLD.  The flags and mask of any other signal, at its default
+    action, have no effect (SIGCHLD's SA_NOCLDSTOP and SA_NOCLDWAIT do), and asking for all
+    62 was a third of a container's frozen time."""
     asked = int(status.get("SigCgt", "0"), 16) | int(status.get("SigIgn", "0"), 16) | 1 << (signal.SIGCHLD - 1)
+    return {signo: ask.add("rt_sigaction", SIGACTION.size, signo, 0, OUT, 8)
+            for signo in range(1, NSIG + 1)
+            if signo not in (signal.SIGKILL, signal.SIGSTOP) and asked >> (signo - 1) & 1}
+
+
+def _sigactions(answers: dict):
+    """The 64 signal actions, SIG_DFL where none was asked for."""
+    pb = _pb()
     out = []
     for signo in range(1, NSIG + 1):
-        if signo in (signal.SIGKILL, signal.SIGSTOP) or not asked >> (signo - 1) & 1:
-            out.append(pb.SigAction())          # SIG_DFL
+        if signo not in answers:
+            out.append(pb.SigAction())
             continue
-        _, raw = s.remote_call_out(leader, pid, "rt_sigaction", SIGACTION.size, signo, 0, SCRATCH, 8)
-        h, fl, rest, mask = SIGACTION.unpack(raw)
+        h, fl, rest, mask = SIGACTION.unpack(answers[signo].out)
         out.append(pb.SigAction(handler=h, flags=fl, restorer=rest, mask=mask))
     return out
 
 
-def _creds(s: Seizure, pid: int, leader: int, status: dict[str, str]):
+def _creds(status: dict[str, str], securebits: int):
     pb = _pb()
     c = pb.Creds()
     c.uids.extend(int(x) for x in status["Uid"].split())
@@ -147,14 +171,24 @@ def _creds(s: Seizure, pid: int, leader: int, status: dict[str, str]):
     c.cap_bnd = int(status["CapBnd"], 16)
     c.cap_amb = int(status.get("CapAmb", "0"), 16)
     c.no_new_privs = status.get("NoNewPrivs", "0") == "1"
-    c.securebits = s.remote_syscall(leader, "prctl", PR_GET_SECUREBITS)
+    c.securebits = securebits
     return c
 
 
-def _posix_timers(s: Seizure, pid: int, leader: int):
-    pb = _pb()
+def _ask_posix_timers(ask: Calls, pid: int) -> list:
+    """/proc/PID/timers, and for each timer its time and overrun asked through ask."""
     out = []
     for t in proc.timers(pid):
+        timer_id = int(t["ID"])
+        out.append((t, ask.add("timer_gettime", ITIMERSPEC.size, timer_id, OUT),
+                    ask.add("timer_getoverrun", 0, timer_id)))
+    return out
+
+
+def _posix_timers(pid: int, asked: list):
+    pb = _pb()
+    out = []
+    for t, gettime, overrun in asked:
         timer_id = int(t["ID"])
         signo, _, value = t["signal"].partition("/")
         notify, _, target = t["notify"].partition("/")
@@ -163,13 +197,11 @@ def _posix_timers(s: Seizure, pid: int, leader: int):
             raise UnsupportedError(f"process {pid}: POSIX timer {timer_id} notifies by {notify!r}")
         if target.startswith("tid"):
             mode |= 4  # SIGEV_THREAD_ID
-        _, raw = s.remote_call_out(leader, pid, "timer_gettime", ITIMERSPEC.size, timer_id, SCRATCH)
-        i_s, i_ns, v_s, v_ns = ITIMERSPEC.unpack(raw)
-        overrun = s.remote_syscall(leader, "timer_getoverrun", timer_id)
+        i_s, i_ns, v_s, v_ns = ITIMERSPEC.unpack(gettime.out)
         out.append(pb.PosixTimer(
             id=timer_id, clock_id=int(t["ClockID"]), sigev_notify=mode, sigev_signo=int(signo),
             sigev_value=int(value, 16), notify_tid=int(target.split(".")[-1]) if "." in target else 0,
-            overrun=overrun, interval_sec=i_s, interval_nsec=i_ns, value_sec=v_s, value_nsec=v_ns))
+            overrun=overrun.ret, interval_sec=i_s, interval_nsec=i_ns, value_sec=v_s, value_nsec=v_ns))
     return out
 
 
