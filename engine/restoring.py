@@ -17,6 +17,7 @@ created so far; the images are only ever opened read-only.
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import os
 import signal
@@ -294,6 +295,10 @@ class _Restorer:
             flags = k.CLONE_PARENT if self.plan.restore_sibling else 0
             flags |= (k.CLONE_NEWPID if self.pid_ns and "pid" not in self.ext else 0) | \
                 namespaces.restore_flags(self.img.inventory) & ~self.joined.flags()
+            # the tasks are forks of this process: a garbage collection in one of them would
+            # touch, and so copy, every object of ours; frozen ones are not looked at (until
+            # unfrozen once the tree is built: the RPC server goes on serving)
+            gc.freeze()
             with extns.PidChildren(self.ext):       # the caller's PID namespace, if external
                 pid = k.clone3_fork(flags, self._set_tid(root))
                 if pid == 0:
@@ -320,6 +325,7 @@ class _Restorer:
                 raise RestoreError(f"restore failed: {e}") from None
             raise
         finally:
+            gc.unfreeze()
             for fd in list(self.opened.values()) + list(self.shmem_fds.values()):
                 os.close(fd)
             k.set_child_subreaper(was_subreaper)
