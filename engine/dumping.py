@@ -19,7 +19,7 @@ from . import kernel as k
 from . import cgroups, extns, locks, mounts, namespaces, netns, pidns, proc, sysvipc, task as task_mod
 from .errors import CRError, DumpError, UnsupportedError, fault_point
 from .images import FORMAT_VERSION, INVENTORY, ImageDir, prune
-from .memory import MemoryDumper
+from .memory import MemoryDumper, vdso_layout
 from .freezer import Freezer
 from .notify import notify, notify_no_veto
 from .kinds import tty
@@ -47,6 +47,7 @@ def dump(plan) -> DumpStats:
     notify(plan, "pre-dump", plan.pid)
     images = ImageDir.for_dump(plan.images_dir)
     _pb()                   # load protobuf now: the tree should not wait for an import
+    vdso_layout()           # nor for our vDSO's layout (the inventory's; read once)
     seizure = Seizure(plan.pid, Freezer(plan.freeze_cgroup) if plan.freeze_cgroup else None)
     t0 = time.monotonic()
     collector = None
@@ -213,7 +214,6 @@ class _Collector:
     def inventory(self):
         pb = _pb()
         from lxc_cr import __version__
-        from .memory import vdso_layout
         uname = os.uname()
         inv = pb.Inventory(format_version=FORMAT_VERSION, tool_version=__version__, root_pid=self.plan.pid,
                            kernel_release=uname.release, arch=uname.machine,

@@ -15,6 +15,7 @@ final protection; the restorer blob then moves them into place with mremap.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -450,9 +451,10 @@ def _new_shared_anon(size: int) -> int:
 VDSO_NAMES = ("[vvar]", "[vvar_vclock]", "[vdso]")
 
 
-def vdso_layout(pid="self") -> list[tuple[str, int]]:
-    """(name, size) of the vDSO pieces of a task, in address order."""
-    return [(m.path, m.end - m.start) for m in proc.maps(pid) if m.path in VDSO_NAMES]
+@functools.cache
+def vdso_layout() -> list[tuple[str, int]]:
+    """(name, size) of our vDSO pieces, in address order (read once: they never change)."""
+    return [(m.path, m.end - m.start) for m in proc.maps("self") if m.path in VDSO_NAMES]
 
 
 def vdso_areas(pid="self") -> dict[str, tuple[int, int]]:

@@ -439,7 +439,9 @@ class _Restorer:
             task_mod.apply_outside(p.pid, t)
         for p in self.live:
             _, area, size = self._slot(p.pid)
-            remote_syscall(p.pid, p.pid, "munmap", area, size)
+            # the blob moved the vDSO where it was dumped: no need to read the task's maps
+            vdso = next(v.start for v in self.img.mms[p.pid].vmas if v.kind == pb.Vma.VDSO)
+            remote_syscall(p.pid, p.pid, "munmap", area, size, vdso=vdso)
         for p in self.live:
             if p.state == pb.Process.STOPPED:
                 os.kill(p.pid, signal.SIGSTOP)

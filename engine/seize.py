@@ -202,13 +202,14 @@ class Seizure:
         self.tracees.clear()
 
 
-def remote_syscall(tid: int, pid: int, name: str, *args: int) -> int:
-    """Run one system call in thread tid (stopped under our ptrace) at its vDSO's syscall instruction.
+def remote_syscall(tid: int, pid: int, name: str, *args: int, vdso: int | None = None) -> int:
+    """Run one system call in thread tid (stopped under our ptrace) at its vDSO's syscall instruction
+    (vdso: where pid's vDSO starts, when the caller knows it; else its maps tell).
 
     The thread's registers and signal mask are put back afterwards, whatever
     happens, so an interrupted system call restarts exactly as it would have.
     """
-    site = syscall_site(pid)
+    site = syscall_site(pid, vdso)
     saved = k.regs_to_bytes(k.get_regs(tid))
     mask = k.get_sigmask(tid)
     regs = k.regs_from_bytes(saved)
@@ -279,7 +280,7 @@ def vdso_range(pid: int | str) -> tuple[int, int] | None:
     return None
 
 
-def syscall_site(pid: int) -> int:
+def syscall_site(pid: int, vdso: int | None = None) -> int:
     """Address of a `syscall` instruction in pid's vDSO (same offset in every task of this kernel)."""
     global _SYSCALL_OFFSET
     if _SYSCALL_OFFSET is None:
@@ -289,6 +290,8 @@ def syscall_site(pid: int) -> int:
         if off < 0:
             raise DumpError("no syscall instruction in this kernel's vDSO")
         _SYSCALL_OFFSET = off
+    if vdso is not None:
+        return vdso + _SYSCALL_OFFSET
     if pid not in _SITES:
         r = vdso_range(pid)
         if r is None:
