@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from . import kernel as k
 from .errors import DumpError, fault_point
-from .seize import ALL_BUT_KILL_STOP
+from .seize import diverted
 
 
 class _Out:
@@ -116,13 +116,8 @@ def _fitting(calls: list[Call]) -> int:
 
 def _execute(tid: int, start: int, end: int) -> None:
     """Run thread tid from start until the int3 that ends at end, every signal blocked."""
-    saved = k.regs_to_bytes(k.get_regs(tid))
-    mask = k.get_sigmask(tid)
-    regs = k.regs_from_bytes(saved)
-    regs.rip = start
-    regs.orig_rax = 0xFFFFFFFFFFFFFFFF       # not in a syscall: no restart logic on the new rip
-    try:
-        k.set_sigmask(tid, ALL_BUT_KILL_STOP)
+    with diverted(tid) as regs:
+        regs.rip = start
         k.set_regs(tid, regs)
         fault_point("remote-syscall")
         k.ptrace(k.PTRACE_CONT, tid, 0, 0, "PTRACE_CONT")
@@ -139,9 +134,3 @@ def _execute(tid: int, start: int, end: int) -> None:
             # a group stop, or a SIGSTOP (the one signal the mask cannot block) on the way:
             # go on without delivering it, as remote_syscall does
             k.ptrace(k.PTRACE_CONT, tid, 0, 0, "PTRACE_CONT")
-    finally:
-        try:
-            k.set_regs(tid, k.regs_from_bytes(saved))
-            k.set_sigmask(tid, mask)
-        except OSError:
-            pass

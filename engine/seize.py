@@ -12,6 +12,7 @@ import errno
 import logging
 import os
 import signal
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from . import kernel as k
@@ -21,7 +22,6 @@ from .errors import DumpError, PlanError, fault_point
 log = logging.getLogger("lxc_cr.seize")
 
 SCRATCH_SIZE = 2 * k.PAGE_SIZE       # per process: a code page, a data page (scratch_page)
-
 
 
 @dataclass
@@ -210,26 +210,15 @@ def remote_syscall(tid: int, pid: int, name: str, *args: int, vdso: int | None =
     happens, so an interrupted system call restarts exactly as it would have.
     """
     site = syscall_site(pid, vdso)
-    saved = k.regs_to_bytes(k.get_regs(tid))
-    mask = k.get_sigmask(tid)
-    regs = k.regs_from_bytes(saved)
-    regs.rip = site
-    regs.rax = k.SYS[name]
-    regs.orig_rax = 0xFFFFFFFFFFFFFFFF       # not in a syscall: no restart logic on the new rip
-    a = list(args) + [0] * (6 - len(args))
-    regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9 = [x & 0xFFFFFFFFFFFFFFFF for x in a]
-    try:
-        k.set_sigmask(tid, ALL_BUT_KILL_STOP)
+    with diverted(tid) as regs:
+        regs.rip = site
+        regs.rax = k.SYS[name]
+        a = list(args) + [0] * (6 - len(args))
+        regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9 = [x & 0xFFFFFFFFFFFFFFFF for x in a]
         k.set_regs(tid, regs)
         fault_point("remote-syscall")
         _step_over_syscall(tid, site)
         ret = k.get_regs(tid).rax
-    finally:
-        try:
-            k.set_regs(tid, k.regs_from_bytes(saved))
-            k.set_sigmask(tid, mask)
-        except OSError:
-            pass
     if ret >= 2**63:
         ret -= 2**64
     if -4096 < ret < 0:
@@ -238,6 +227,25 @@ def remote_syscall(tid: int, pid: int, name: str, *args: int, vdso: int | None =
 
 
 ALL_BUT_KILL_STOP = ~((1 << (signal.SIGKILL - 1)) | (1 << (signal.SIGSTOP - 1))) & (2**64 - 1)
+
+
+@contextmanager
+def diverted(tid: int):
+    """Thread tid's registers, to change and set, with every signal blocked: for code of ours
+    to run in it.  Registers and signal mask are put back afterwards, whatever happens."""
+    saved = k.regs_to_bytes(k.get_regs(tid))
+    mask = k.get_sigmask(tid)
+    regs = k.regs_from_bytes(saved)
+    regs.orig_rax = 0xFFFFFFFFFFFFFFFF       # not in a syscall: no restart logic on the new rip
+    try:
+        k.set_sigmask(tid, ALL_BUT_KILL_STOP)
+        yield regs
+    finally:
+        try:
+            k.set_regs(tid, k.regs_from_bytes(saved))
+            k.set_sigmask(tid, mask)
+        except OSError:
+            pass
 
 
 def _trap_pending(tid: int) -> bool:

@@ -1,7 +1,10 @@
 /* Scenario 23: signal dispositions.
  * Handlers with SA_SIGINFO|SA_RESTART (+ sa_mask {INT,QUIT}), SA_ONSTACK
  * (+ sigaltstack), SA_NODEFER|SA_RESETHAND, a combined one, plain ones;
- * SIG_IGN for SIGHUP/SIGPIPE/SIGTSTP, SIG_DFL+SA_NOCLDSTOP for SIGCHLD.
+ * SIG_IGN for SIGHUP/SIGPIPE/SIGTSTP, SIG_DFL+SA_NOCLDSTOP for SIGCHLD; SIG_IGN with a
+ * mask of its own for nine more standard signals and every real-time signal from
+ * SIGRTMIN+4 on (more actions than the dumper's remote calls fit in one scratch page:
+ * their answers must not shift).
  * The raw kernel sigaction (handler, flags, restorer, mask) of every signal is
  * recorded before the dump.
  * After the signal: all 64 sigactions compare equal, and raising the signals
@@ -92,6 +95,15 @@ int main(void)
 	set(SIGPIPE, SIG_IGN, SA_RESTART, NULL);
 	set(SIGTSTP, SIG_IGN, 0, NULL);
 	set(SIGCHLD, SIG_DFL, SA_NOCLDSTOP, NULL);
+	const int more[] = { SIGURG, SIGWINCH, SIGTTIN, SIGTTOU, SIGPROF, SIGVTALRM, SIGXCPU, SIGXFSZ, SIGPWR };
+	for (unsigned i = 0; i < sizeof(more) / sizeof(more[0]); i++) {
+		const int m_own[] = { more[i] - 1, 0 };
+		set(more[i], SIG_IGN, SA_RESTART, m_own);
+	}
+	for (int s = SIGRTMIN + 4; s <= SIGRTMAX; s++) {
+		const int m_own[] = { s - 1, 0 };
+		set(s, SIG_IGN, SA_RESTART, m_own);
+	}
 	for (int s = 1; s <= 64; s++)
 		if (s != SIGKILL && s != SIGSTOP)
 			DIE_IF(query(s, &before[s]), "rt_sigaction query %d", s);
