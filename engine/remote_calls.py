@@ -119,7 +119,7 @@ def _execute(tid: int, start: int, end: int) -> None:
     with diverted(tid) as regs:
         regs.rip = start
         k.set_regs(tid, regs)
-        fault_point("remote-syscall")
+        fault_point("remote-calls")         # the thread is ours now: a failure must put it back
         k.ptrace(k.PTRACE_CONT, tid, 0, 0, "PTRACE_CONT")
         while True:
             _, status = k.wait(tid)

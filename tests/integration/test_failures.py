@@ -83,7 +83,7 @@ def test_unsupported_object_names_kind_pid_and_fd(tmp_path):
 
 # --- a failed dump leaves the tree as it was ------------------------------------------------------
 
-@pytest.mark.parametrize("step", ["seize", "remote-syscall", "collect", "write"])
+@pytest.mark.parametrize("step", ["seize", "remote-syscall", "remote-calls", "collect", "write"])
 def test_injected_dump_fault_releases_the_tree(tmp_path, program, step):
     d = tmp_path / "d"
     line = one_line_error(lxc_cr("dump", "-t", str(program.pid), "-D", str(d), env={"LXC_CR_FAULT": step}))
@@ -96,7 +96,7 @@ def test_injected_dump_fault_releases_the_tree(tmp_path, program, step):
     program.untouched()
 
 
-@pytest.mark.parametrize("step", ["remote-syscall", "collect"])
+@pytest.mark.parametrize("step", ["remote-syscall", "remote-calls", "collect"])
 def test_sigkill_of_the_dumper_releases_the_tree(tmp_path, program, step):
     d = tmp_path / "d"
     dumper = subprocess.Popen([LXC_CR, "dump", "-t", str(program.pid), "-D", str(d)],
