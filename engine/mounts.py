@@ -362,8 +362,9 @@ def _sources(tree, plan, where: str) -> dict[int, str]:
 
 
 def prepare(images, inventory, plan):
-    """Build the tree's mount namespace (all but what the root task makes in `enter`);
-    returns the MountNs the rest of the restore uses, or None without one."""
+    """Start building the tree's mount namespace (all but what the root task makes in `enter`)
+    in a builder child; returns the Building, whose result() is the MountNs the rest of the
+    restore uses, or None without one.  The images are checked before the child starts."""
     if not inventory.mnt_ns:
         if plan.root:
             log.info("--root %s: the dump has no mount namespace of its own; ignored", plan.root)
@@ -381,29 +382,53 @@ def prepare(images, inventory, plan):
         _builder_main(tree, sources, late, images, w1, r2)
     os.close(w1)
     os.close(r2)
-    held = []
-    try:
-        with os.fdopen(r1, "rb", closefd=True) as f:
-            said = f.read(4096).decode(errors="replace")
-        if not said.startswith("ok"):
-            raise RestoreError(f"mount namespace: {said or 'the builder died'}")
-        for path, flags in ((f"/proc/{child}/ns/mnt", os.O_RDONLY), (f"/proc/{child}/root", os.O_PATH | os.O_DIRECTORY)):
-            held.append(os.open(path, flags | os.O_CLOEXEC))
-        pidfd = k.pidfd_open(child)
-        held.append(pidfd)
-        clones = {int(i): k.pidfd_getfd(pidfd, int(fd)) for i, fd in
-                  (item.split(":") for item in said.split()[1:])}
-    except BaseException:
-        for fd in held:
+    return Building(tree, late, child, r1, w2)
+
+
+class Building:
+    """The builder child at work, while the orchestrator goes on (with the network)."""
+
+    def __init__(self, tree, late: set, child: int, said: int, release: int):
+        self.tree, self.late, self.child = tree, late, child
+        self.said = said            # the builder's report: "ok ID:FD..." or what went wrong
+        self.release = release      # closed: the builder exits (our fds then hold the namespace)
+
+    def result(self) -> "MountNs":
+        """Wait for the builder; the namespace it made, or RestoreError."""
+        held = []
+        try:
+            with os.fdopen(self.said, "rb", closefd=True) as f:
+                self.said = None
+                said = f.read(4096).decode(errors="replace")
+            if not said.startswith("ok"):
+                raise RestoreError(f"mount namespace: {said or 'the builder died'}")
+            for path, flags in ((f"/proc/{self.child}/ns/mnt", os.O_RDONLY),
+                                (f"/proc/{self.child}/root", os.O_PATH | os.O_DIRECTORY)):
+                held.append(os.open(path, flags | os.O_CLOEXEC))
+            pidfd = k.pidfd_open(self.child)
+            held.append(pidfd)
+            clones = {int(i): k.pidfd_getfd(pidfd, int(fd)) for i, fd in
+                      (item.split(":") for item in said.split()[1:])}
+        except BaseException:
+            for fd in held:
+                os.close(fd)
+            raise
+        finally:
+            self.close()
+        for fd in held[2:]:
             os.close(fd)
-        raise
-    finally:
-        os.close(w2)                   # the builder exits: the namespace lives on in our fds
-        os.waitpid(child, 0)
-    for fd in held[2:]:
-        os.close(fd)
-    log.info("mount namespace: %d mounts, %d made by the root task", len(tree.mounts), len(late))
-    return MountNs(tree, late, held[0], held[1], clones)
+        log.info("mount namespace: %d mounts, %d made by the root task", len(self.tree.mounts), len(self.late))
+        return MountNs(self.tree, self.late, held[0], held[1], clones)
+
+    def close(self) -> None:
+        """Let the builder go (its namespace dies with it unless result() took it) and reap it."""
+        if self.child is None:
+            return
+        for fd in (self.said, self.release):
+            if fd is not None:
+                os.close(fd)
+        os.waitpid(self.child, 0)
+        self.child = None
 
 
 def _late(tree) -> set[int]:

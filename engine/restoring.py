@@ -196,6 +196,8 @@ def restore(plan) -> int:
     finally:
         if r.net is not None:
             r.net.close()
+        if r.building is not None:
+            r.building.close()      # the builder, if we never took its namespace
         if r.mnt is not None:
             r.mnt.close()
         if r.joined is not None:
@@ -254,6 +256,7 @@ class _Restorer:
         self.cb = 0
         self.cb_size = 0
         self.net = None             # netdev.HostDevices: a network namespace of its own
+        self.building = None        # mounts.Building: that namespace being made
         self.mnt = None             # mounts.MountNs of a mount namespace of its own
         self.joined = None          # joinns.Joined: namespaces joined, whose contents are not made
         self.sysv = img.sysvipc     # the SysV objects to make (none in a joined IPC namespace)
@@ -267,8 +270,9 @@ class _Restorer:
                 log.warning("%s", warning)
         self.ext = extns.fds_for(self.img.inventory, self.plan.inherit_fds)    # checked before anything is made
         self.joined = joinns.Joined(self.plan.join_namespaces, self.img.inventory, self.plan.net_devices)
-        # the tasks' files are opened as they will see them (engine/mounts.py)
-        self.mnt = mounts.prepare(self.images, self.img.inventory, self.plan)
+        # the tasks' files are opened as they will see them (engine/mounts.py): a child
+        # builds their mount namespace while we make the network
+        self.building = mounts.prepare(self.images, self.img.inventory, self.plan)
         # before any socket is made; undone by restore() if anything fails
         self.joined.enter(self.ext)        # an external network namespace too (extns.join_net)
         self.joined.check_attachments(self.img.mms)
@@ -276,6 +280,7 @@ class _Restorer:
             self.sysv = None
         if not self.joined.has("net"):
             self.net = netns.restore(self.img.inventory, self.plan.net_devices, self.img.files)
+        self.mnt = self.building.result() if self.building else None
         self.cgroups = cgroups.Placement(self.img.tasks, self.img.cgroups, self.plan.cgroup_roots,
                                          self.plan.manage_cgroups)
         self.file_ctx = files_mod.RestoreContext(self.images, self.plan, self.img.files, self.base_fd, mnt=self.mnt)
