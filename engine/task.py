@@ -53,7 +53,7 @@ def xsave_size() -> int:
     return k.lib.lxc_xsave_size()
 
 
-def dump_thread(s: Seizure, pid: int, tid: int, calls: Calls):
+def dump_thread(pid: int, tid: int, calls: Calls):
     """What /proc and ptrace tell of one thread; what only the thread can tell is asked
     through calls, and filled in by thread_answers() once they ran."""
     pb = _pb()
@@ -94,7 +94,7 @@ def dump_task(s: Seizure, pid: int, tids: list[int]):
     st = proc.stat(pid)
     status = proc.status(pid)
     task = pb.Task(pid=pid, comm=st.comm, nice=st.nice)
-    threads = [dump_thread(s, pid, tid, calls[tid]) for tid in tids]
+    threads = [dump_thread(pid, tid, calls[tid]) for tid in tids]
     sigactions = _ask_sigactions(ask, status)
     itimers = [ask.add("getitimer", ITIMERVAL.size, which, OUT) for which in range(3)]
     posix_timers = _ask_posix_timers(ask, pid)
