@@ -170,6 +170,7 @@ class Placement:
         self.targets: dict[int, list[str]] = {}
         self.props: dict[str, list] = {}     # cgroup directory -> dumped properties
         self.dirs: dict[str, int] = {}       # target directory -> our O_PATH fd on it
+        self.warming = None                  # a lock held while start_warming's move runs
         if mode == "ignore":
             log.info("--manage-cgroups=ignore: tasks stay in the restorer's cgroups")
             return
@@ -227,6 +228,42 @@ class Placement:
             self.dirs[d] = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         fault_point("cgroups")
 
+    # The first move of a task into a cgroup waits for an RCU grace period (the kernel's
+    # threadgroup lock turns to its slow mode: 5-30 ms here), and moves within the next grace
+    # period do not wait.  So a thread of ours pays that wait with a move of ourselves to where
+    # we are (changing nothing) while the network is made; just before the tree is forked,
+    # one more such move keeps the fast period open for the tasks' own moves.
+
+    def start_warming(self) -> None:
+        if not any(self.targets.values()) or not self.ours:
+            return
+        import _thread
+        self.warming = _thread.allocate_lock()
+        self.warming.acquire()
+
+        def move_ourselves():
+            try:
+                self._move_ourselves()
+            finally:
+                self.warming.release()
+        _thread.start_new_thread(move_ourselves, ())
+
+    def finish_warming(self) -> None:
+        if self.warming is not None:
+            self.warming.acquire()          # the thread is done: none is left when we fork
+            self.warming = None
+            self._move_ourselves()
+
+    def _move_ourselves(self) -> None:
+        try:
+            fd = os.open(os.path.join(min(self.ours), "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+        except OSError as e:         # only time is lost
+            log.debug("cgroup warm-up move: %s", e)
+
     def _holds_us(self, d: str) -> bool:
         return any(o == d or o.startswith(d + "/") for o in self.ours)
 
@@ -251,6 +288,9 @@ class Placement:
                 os.close(fd)
 
     def close(self) -> None:
+        if self.warming is not None:
+            self.warming.acquire()
+            self.warming = None
         for fd in self.dirs.values():
             os.close(fd)
         self.dirs.clear()

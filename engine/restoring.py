@@ -278,11 +278,12 @@ class _Restorer:
         self.joined.check_attachments(self.img.mms)
         if self.joined.has("ipc"):
             self.sysv = None
+        self.cgroups = cgroups.Placement(self.img.tasks, self.img.cgroups, self.plan.cgroup_roots,
+                                         self.plan.manage_cgroups)
+        self.cgroups.start_warming()        # the kernel's wait for the first move, meanwhile
         if not self.joined.has("net"):
             self.net = netns.restore(self.img.inventory, self.plan.net_devices, self.img.files)
         self.mnt = self.building.result() if self.building else None
-        self.cgroups = cgroups.Placement(self.img.tasks, self.img.cgroups, self.plan.cgroup_roots,
-                                         self.plan.manage_cgroups)
         self.file_ctx = files_mod.RestoreContext(self.images, self.plan, self.img.files, self.base_fd, mnt=self.mnt)
         # memory objects first: a memfd's open files are new opens of the object its mappings share
         self.shmem_fds = {i: files_mod.move_above(fd, self.base_fd)
@@ -297,6 +298,7 @@ class _Restorer:
         root = self.procs[0]
         try:
             self.cgroups.create()
+            self.cgroups.finish_warming()
             flags = k.CLONE_PARENT if self.plan.restore_sibling else 0
             flags |= (k.CLONE_NEWPID if self.pid_ns and "pid" not in self.ext else 0) | \
                 namespaces.restore_flags(self.img.inventory) & ~self.joined.flags()
