@@ -139,7 +139,7 @@ def ensure_bridge() -> None:
         if not ip.link_lookup(ifname=BRIDGE):
             ip.link("add", ifname=BRIDGE, kind="bridge")
         index = ip.link_lookup(ifname=BRIDGE)[0]
-        ip.addr("add", index=index, address=BRIDGE_ADDR[0], prefixlen=BRIDGE_ADDR[1])
+        ip.addr("add", index=index, family=socket.AF_INET, address=BRIDGE_ADDR[0], prefixlen=BRIDGE_ADDR[1])
     _up()
 
 

@@ -43,7 +43,7 @@ def _veth():
     from .engine.netlink import Rtnl
     name = f"{PREFIX}chk{os.getpid() % 1000}"
     with Rtnl() as ip:
-        ip.link("add", ifname=name, kind="veth", peer=f"{name}p")
+        ip.link("add", ifname=name, kind="veth", peer={"ifname": f"{name}p"})
         ip.link("del", index=ip.link_lookup(ifname=name)[0])
 
 
