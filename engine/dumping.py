@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass
 
 from . import files as files_mod
 from . import kernel as k
@@ -28,12 +27,12 @@ from .seize import Seizure
 log = logging.getLogger("lxc_cr.dump")
 
 
-@dataclass
 class DumpStats:
-    freezing_time: float = 0.0
-    frozen_time: float = 0.0
-    memdump_time: float = 0.0
-    pages_written: int = 0
+    def __init__(self):
+        self.freezing_time = 0.0
+        self.frozen_time = 0.0
+        self.memdump_time = 0.0
+        self.pages_written = 0
 
 
 def _pb():

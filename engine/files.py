@@ -30,7 +30,7 @@ import fcntl
 import logging
 import os
 import stat as st_mod
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from . import kernel as k
 from . import inherit, kinds, locks, proc
@@ -51,8 +51,7 @@ def _external():
     return kinds.named("external")      # files outside the tree (--external): not dumped
 
 
-@dataclass
-class FileRef:
+class FileRef(NamedTuple):
     """One open file of a frozen task, as a kind module's dump sees it."""
     pid: int            # the task holding it (our own PID for files found in flight)
     fd: int             # its number there
@@ -62,20 +61,21 @@ class FileRef:
     entry: object       # the FileEntry being filled (id, flags and pos are set)
 
 
-@dataclass
 class DumpContext:
     """What a kind module's dump may use."""
-    images: object
-    plan: object
-    tree: set                                   # PIDs of the dumped tree
-    table: "FileTable | None" = None
-    next_data_id: int = 0
-    _local: dict = field(default_factory=dict)  # (pid, fd) -> our fd on the same open file
-    shared: dict = field(default_factory=dict)  # per-kind scratch, e.g. a pipe's data already saved
-    memory: object = None                       # the MemoryDumper (memfds share its memory objects)
-    # undo steps for what dumping changed in the tasks' files (TCP repair mode...), run
-    # by release() when the tree goes on running (--leave-running, or a failed dump)
-    on_release: list = field(default_factory=list)
+
+    def __init__(self, images, plan, tree: set, memory=None):
+        self.images = images
+        self.plan = plan
+        self.tree = tree                        # PIDs of the dumped tree
+        self.table: FileTable | None = None
+        self.next_data_id = 0
+        self._local: dict = {}                  # (pid, fd) -> our fd on the same open file
+        self.shared: dict = {}                  # per-kind scratch, e.g. a pipe's data already saved
+        self.memory = memory                    # the MemoryDumper (memfds share its memory objects)
+        # undo steps for what dumping changed in the tasks' files (TCP repair mode...), run
+        # by release() when the tree goes on running (--leave-running, or a failed dump)
+        self.on_release: list = []
 
     @property
     def shell_job(self) -> bool:
@@ -124,19 +124,19 @@ class DumpContext:
         self._local.clear()
 
 
-@dataclass
-class _Open:
+class _Open(NamedTuple):
     entry: object
     pid: int
     fd: int
 
 
-@dataclass
 class FileTable:
     """Dump-side index of open file descriptions across the whole tree."""
-    ctx: DumpContext
-    entries: list = field(default_factory=list)
-    by_inode: dict = field(default_factory=dict)
+
+    def __init__(self, ctx: DumpContext):
+        self.ctx = ctx
+        self.entries: list = []
+        self.by_inode: dict = {}
 
     def __post_init__(self):
         self.ctx.table = self
@@ -274,18 +274,19 @@ def describe(link: str, st: os.stat_result) -> str:
 
 # --- restore -----------------------------------------------------------------------------
 
-@dataclass
 class RestoreContext:
     """What a kind module's open() and in_task() may use."""
-    images: object
-    plan: object
-    files: dict                                   # file id -> FileEntry
-    base_fd: int                                  # every fd we open goes at or above this
-    shared: dict = field(default_factory=dict)    # per-kind scratch, e.g. the other end of a pipe
-    opened: dict = field(default_factory=dict)    # file id -> our fd
-    inherited: set = field(default_factory=set)   # ids of files that are the caller's (engine/inherit.py)
-    shmem_fds: dict = field(default_factory=dict)  # shmem.img object id -> our fd (memfds)
-    mnt: object = None                            # mounts.MountNs when the tree has its own
+
+    def __init__(self, images, plan, files: dict, base_fd: int, mnt=None):
+        self.images = images
+        self.plan = plan
+        self.files = files                      # file id -> FileEntry
+        self.base_fd = base_fd                  # every fd we open goes at or above this
+        self.shared: dict = {}                  # per-kind scratch, e.g. the other end of a pipe
+        self.opened: dict = {}                  # file id -> our fd
+        self.inherited: set = set()             # ids of files that are the caller's (engine/inherit.py)
+        self.shmem_fds: dict = {}               # shmem.img object id -> our fd (memfds)
+        self.mnt = mnt                          # mounts.MountNs when the tree has its own
 
     @property
     def shell_job(self) -> bool:

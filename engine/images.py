@@ -18,7 +18,6 @@ import os
 import struct
 import subprocess
 import zlib
-from dataclasses import dataclass, field
 
 from .errors import ImageError, PlanError
 
@@ -36,13 +35,14 @@ def _pb():
     return images_pb2
 
 
-@dataclass
 class ImageDir:
     """An open image directory; remembers what it created so a failed dump can remove it."""
-    path: str
-    fd: int
-    created: list[str] = field(default_factory=list)
-    unpacked: dict[str, int] = field(default_factory=dict)    # NAME -> memfd with NAME.zst's content
+
+    def __init__(self, path: str, fd: int):
+        self.path = path
+        self.fd = fd
+        self.created: list[str] = []
+        self.unpacked: dict[str, int] = {}      # NAME -> memfd with NAME.zst's content
 
     @classmethod
     def for_dump(cls, path: str) -> "ImageDir":

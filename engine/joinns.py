@@ -28,7 +28,7 @@ import logging
 import os
 import re
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import kernel as k
 from .errors import PlanError, UnsupportedError
@@ -43,8 +43,7 @@ NAMES = {**{flag: kind for kind, flag in KINDS.items()}, k.CLONE_NEWNS: "mnt", k
 SPEC = re.compile(r"([a-z]+):([^,]+)(?:,(.*))?")
 
 
-@dataclass(frozen=True)
-class JoinNs:
+class JoinNs(NamedTuple):
     """One namespace to join: kind, target (a PID or a path), and how the caller spelled it
     (for error lines)."""
     kind: str

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import kernel as k
 from . import proc
@@ -51,8 +51,7 @@ def prot_of(perms: str) -> int:
 
 # --- dump -------------------------------------------------------------------------------
 
-@dataclass
-class ShmemObject:
+class ShmemObject(NamedTuple):
     id: int
     fd: int         # our own fd on the object, via map_files
     size: int
@@ -299,8 +298,7 @@ def find_hole(size: int, avoid: list[tuple[int, int]], low: int = 1 << 32) -> in
     raise ImageError(f"no free address range of {size:#x} bytes for the restore")
 
 
-@dataclass
-class Premap:
+class Premap(NamedTuple):
     src: int
     dst: int
     length: int

@@ -37,7 +37,7 @@ import logging
 import os
 import stat
 import tarfile
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import kernel as k
 from . import namespaces
@@ -61,8 +61,7 @@ def _pb():
 
 # --- mountinfo ------------------------------------------------------------------------------
 
-@dataclass
-class Info:
+class Info(NamedTuple):
     """One line of mountinfo."""
     id: int
     parent: int

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 def read_text(path: str) -> str:
@@ -30,8 +30,7 @@ def exists(pid: int) -> bool:
     return os.path.exists(f"/proc/{pid}")
 
 
-@dataclass
-class Stat:
+class Stat(NamedTuple):
     pid: int
     comm: str
     state: str
@@ -96,8 +95,7 @@ def children(pid: int) -> list[int]:
     return kids
 
 
-@dataclass
-class MapEntry:
+class MapEntry(NamedTuple):
     start: int
     end: int
     perms: str
@@ -120,7 +118,7 @@ def smaps(pid: int) -> list[MapEntry]:
             entries.append(MapEntry(int(m[1], 16), int(m[2], 16), m[3], int(m[4], 16), m[5],
                                     int(m[6]), m[7], []))
         elif line.startswith("VmFlags:"):
-            entries[-1].vmflags = line.split()[1:]
+            entries[-1].vmflags.extend(line.split()[1:])
     return entries
 
 

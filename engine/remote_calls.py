@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import signal
 import struct
-from dataclasses import dataclass
 
 from . import kernel as k
 from .errors import DumpError, fault_point
@@ -42,13 +41,15 @@ _INT3 = b"\xcc"
 _CALL_SIZE = len(_MOV_RAX) + 8 + 6 * (2 + 8) + len(_SYSCALL) + len(_STORE_RAX) + 8
 
 
-@dataclass
 class Call:
-    name: str
-    out_size: int
-    args: tuple
-    ret: int | None = None
-    out: bytes = b""
+    """One queued system call; run() fills in ret and out (its output buffer)."""
+
+    def __init__(self, name: str, out_size: int, args: tuple):
+        self.name = name
+        self.out_size = out_size
+        self.args = args
+        self.ret: int | None = None
+        self.out = b""
 
 
 class Calls:

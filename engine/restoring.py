@@ -23,7 +23,6 @@ import os
 import signal
 import struct
 import time
-from dataclasses import dataclass, field
 
 from . import files as files_mod
 from . import kernel as k
@@ -53,17 +52,18 @@ def _pb():
     return images_pb2
 
 
-@dataclass
 class Image:
     """Everything read from the image directory, validated."""
-    inventory: object
-    pstree: object
-    tasks: dict = field(default_factory=dict)
-    mms: dict = field(default_factory=dict)
-    files: object = None
-    shmem: object = None
-    cgroups: object = None
-    sysvipc: object = None
+
+    def __init__(self, inventory, pstree):
+        self.inventory = inventory
+        self.pstree = pstree
+        self.tasks: dict = {}
+        self.mms: dict = {}
+        self.files = None
+        self.shmem = None
+        self.cgroups = None
+        self.sysvipc = None
 
 
 def load(images: ImageDir, shell_job: bool) -> Image:

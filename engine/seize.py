@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 from . import kernel as k
 from . import proc
@@ -24,20 +23,20 @@ log = logging.getLogger("lxc_cr.seize")
 SCRATCH_SIZE = 2 * k.PAGE_SIZE       # per process: a code page, a data page (scratch_page)
 
 
-@dataclass
 class Tracee:
-    tid: int
-    pid: int
-    stopped: bool = False          # group-stopped (T) before we came
+    def __init__(self, tid: int, pid: int, stopped: bool = False):
+        self.tid = tid
+        self.pid = pid
+        self.stopped = stopped          # group-stopped (T) before we came
 
 
-@dataclass
 class ProcessInfo:
-    pid: int
-    ppid: int
-    zombie: bool = False
-    stopped: bool = False
-    tids: list[int] = field(default_factory=list)
+    def __init__(self, pid: int, ppid: int, zombie: bool = False, stopped: bool = False):
+        self.pid = pid
+        self.ppid = ppid
+        self.zombie = zombie
+        self.stopped = stopped
+        self.tids: list[int] = []
 
 
 class Seizure:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .engine.errors import ActionError
 
@@ -28,8 +28,7 @@ log = logging.getLogger("lxc_cr.actions")
 POLICY_POINTS = {"pre_dump": "pre-dump", "post_dump": "post-dump", "post_restore": "post-resume"}
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
     point: str | None       # the notification it runs at; None: every one (an action script)
     shell: str
     source: str             # where it came from, for messages: "policy post_dump", "--action-script"

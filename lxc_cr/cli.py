@@ -393,7 +393,7 @@ def cmd_plan(args) -> int:
     else:
         plan = dump_plan(args)
     document = {"blocking": check_only(plan), **document,
-                "dump": {key: value for key, value in vars(plan).items() if key != "origins"},
+                "dump": {key: value for key, value in plan._asdict().items() if key != "origins"},
                 "settings": {key: {"value": s.value, "from": s.origin} for key, s in plan.origins.items()}}
     _out(to_yaml(document))
     return 0

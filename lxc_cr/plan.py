@@ -12,14 +12,15 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from . import actions, criu_opts, policy
 from .engine.errors import PlanError
 
 
-@dataclass(frozen=True)
-class DumpPlan:
+class DumpPlan(NamedTuple):
+    """Everything a dump does; immutable (plan._replace(...) makes a changed copy), and its dict
+    defaults are shared, so they are never modified."""
     pid: int
     images_dir: str
     leave_running: bool = False
@@ -34,10 +35,10 @@ class DumpPlan:
     compress: str = "none"          # "zstd": page files are compressed once the tree is released
     retention: tuple | None = None  # (glob of this container's image dirs, how many to keep)
     actions: tuple = ()             # actions.Command: policy actions, --action-script
-    origins: dict = field(default_factory=dict)   # setting -> policy.Setting, for `lxc-cr plan`
+    origins: dict = {}   # setting -> policy.Setting, for `lxc-cr plan`
     external_files: tuple = ()      # keys of files outside the tree, not dumped (--external tty[R:D])
     external_namespaces: tuple = ()  # (kind, inode, key): the tree's net/pid namespace is the caller's (engine/extns.py)
-    cgroup_roots: dict = field(default_factory=dict)  # controllers (None: all) -> the tree's root cgroup
+    cgroup_roots: dict = {}  # controllers (None: all) -> the tree's root cgroup
     manage_cgroups: str = "soft"    # engine/cgroups.py MODES
     ext_mounts: tuple = ()          # (mountpoint, key) pairs, or a dict: external mounts (--ext-mount-map MNT:KEY)
     ext_mount_auto: bool = False    # binds of file systems mounted outside are external (auto)
@@ -50,8 +51,7 @@ class DumpPlan:
     notify: Callable | None = None   # notify(script, pid) at CRIU's action-script points (engine/notify.py)
 
 
-@dataclass(frozen=True)
-class NetDevice:
+class NetDevice(NamedTuple):
     """A device of the tree's network namespace that restore takes from, or makes on, the host:
     kind veth (host end `host`, on bridge `bridge`), macvlan (on host device `host`) or
     netdev (host device `host` moved in).  `name` is the device's name inside."""
@@ -61,8 +61,8 @@ class NetDevice:
     bridge: str | None = None
 
 
-@dataclass(frozen=True)
-class RestorePlan:
+class RestorePlan(NamedTuple):
+    """Everything a restore does; immutable, as DumpPlan."""
     images_dir: str
     detach: bool = False
     pidfile: str | None = None
@@ -72,10 +72,10 @@ class RestorePlan:
     ext_unix_sk: bool = False
     tcp_established: bool = False
     actions: tuple = ()
-    inherit_fds: dict = field(default_factory=dict)  # file key -> our fd that replaces it (engine/inherit.py)
-    origins: dict = field(default_factory=dict)
+    inherit_fds: dict = {}  # file key -> our fd that replaces it (engine/inherit.py)
+    origins: dict = {}
     net_devices: tuple = ()         # NetDevice entries, from --external and --veth-pair
-    cgroup_roots: dict = field(default_factory=dict)  # controllers (None: all, "": cgroup2) -> new root
+    cgroup_roots: dict = {}  # controllers (None: all, "": cgroup2) -> new root
     manage_cgroups: str = "soft"    # engine/cgroups.py MODES
     root: str | None = None         # the root mount of a tree with its own mount namespace (--root)
     ext_mounts: tuple = ()          # (key, host path) pairs, or a dict: external mounts (--ext-mount-map KEY:PATH)
@@ -225,10 +225,10 @@ def to_yaml(value) -> str:
 
 
 def _plain(value):
-    """Dataclasses, tuples and dicts as the plain lists and dicts YAML writes."""
-    import dataclasses
-    if dataclasses.is_dataclass(value):
-        value = dataclasses.asdict(value)
+    """Records (NamedTuples: plans and what they hold), tuples and dicts as the plain lists and
+    dicts YAML writes."""
+    if hasattr(value, "_asdict"):
+        value = value._asdict()
     if isinstance(value, dict):       # hooks (notify) are code, not settings: left out
         return {k: _plain(v) for k, v in value.items() if not callable(v)}
     if isinstance(value, (list, tuple)):

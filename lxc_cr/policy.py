@@ -26,7 +26,7 @@ import fnmatch
 import glob
 import os
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .engine import CGROUP_MODES
 from .engine.errors import PlanError
@@ -39,8 +39,7 @@ class PolicyError(PlanError):
     """A policy file that cannot be used: names the file, the line and the reason."""
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(NamedTuple):
     value: object
     origin: str         # "built-in default", "command line", "/etc/lxc-cr/site.yaml:7 (site)", ...
 
@@ -111,13 +110,15 @@ SETTINGS = {
 }
 
 
-@dataclass
 class Rule:
-    where: str                  # "FILE:LINE"
-    name: str | None
-    labels: dict
-    entrypoints: tuple
-    settings: dict              # name -> (value, "FILE:LINE")
+    """One `containers:` rule; its match (name, labels, entrypoints) is filled in as it is parsed."""
+
+    def __init__(self, where: str, name: str | None, labels: dict, entrypoints: tuple, settings: dict):
+        self.where = where              # "FILE:LINE"
+        self.name = name                # shell pattern on the container name; None: any
+        self.labels = labels            # label -> shell pattern
+        self.entrypoints = entrypoints
+        self.settings = settings        # name -> (value, "FILE:LINE")
 
     def matches(self, name: str | None, labels: dict, entrypoint: str) -> bool:
         if entrypoint not in self.entrypoints:
@@ -128,11 +129,11 @@ class Rule:
                    for key, pattern in self.labels.items())
 
 
-@dataclass
 class PolicyFile:
-    path: str
-    site: dict                  # name -> (value, "FILE:LINE")
-    rules: list
+    def __init__(self, path: str, site: dict, rules: list):
+        self.path = path
+        self.site = site                # name -> (value, "FILE:LINE")
+        self.rules = rules              # Rule
 
 
 def default_files() -> list[str]:

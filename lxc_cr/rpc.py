@@ -460,9 +460,8 @@ def _args(opts, dirs: "_Dirs", command: str, **more) -> "argparse.Namespace":
 def _plan(plan, side: int, opts, notify, **fields):
     """plan plus notify, fields and every EXTRA_FIELDS option set in opts; an option whose field
     the plan lacks (engine work not done yet) is refused by name."""
-    import dataclasses
     from . import actions
-    known = {f.name for f in dataclasses.fields(plan)}
+    known = set(plan._fields)
     extra = {"notify": actions.chain(notify, plan.notify), **fields}   # the client first, then the plan's commands
     for option, names in EXTRA_FIELDS.items():
         value = _option_value(opts, option) if _is_set(opts, option) else None
@@ -479,7 +478,7 @@ def _plan(plan, side: int, opts, notify, **fields):
     if opts.empty_ns:
         _log().warning("empty_ns network: the network namespace is dumped and restored as it is, not left "
                     "empty (the same for a namespace with only its loopback, as runc makes them)")
-    return dataclasses.replace(plan, **extra)
+    return plan._replace(**extra)
 
 
 def _option_value(opts, option: str):
@@ -566,11 +565,10 @@ def _write_stats(work: str, name: str, stats) -> None:
 def missing_support() -> list[str]:
     """The options of EXTRA_FIELDS the plans cannot carry yet (the engine's gaps, as the server
     will refuse them): one "opts.X (Plan.field)" per gap."""
-    import dataclasses
     from .plan import DumpPlan, RestorePlan
     out = []
     for option, names in EXTRA_FIELDS.items():
         for cls, name in zip((DumpPlan, RestorePlan), names):
-            if name is not None and name not in {f.name for f in dataclasses.fields(cls)}:
+            if name is not None and name not in cls._fields:
                 out.append(f"opts.{option} ({cls.__name__}.{name})")
     return out

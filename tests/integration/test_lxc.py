@@ -113,7 +113,7 @@ def test_plan_lists_blockers_first_and_is_what_lxc_runs(container, tmp_path, mon
     monkeypatch.setenv("LXC_CR_PERSONA", "criu")            # as hooks/criu runs
     args = _parser().parse_args(lxc_argv)
     assert caller(args) == ("lxc", c.name)
-    plan = vars(dump_plan(args, *caller(args)))
+    plan = dump_plan(args, *caller(args))._asdict()
     theirs = yaml.safe_load(to_yaml({key: value for key, value in plan.items() if key != "origins"}))
     ours = report["dump"]
     for key in ("verbosity",):          # lxc-checkpoint -v passes -v4
