@@ -137,9 +137,7 @@ class FileTable:
         self.ctx = ctx
         self.entries: list = []
         self.by_inode: dict = {}
-
-    def __post_init__(self):
-        self.ctx.table = self
+        ctx.table = self
 
     def dump_fds(self, pid: int) -> list:
         pb = _pb()
