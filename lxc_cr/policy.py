@@ -130,6 +130,8 @@ class Rule:
 
 
 class PolicyFile:
+    """One policy file, parsed."""
+
     def __init__(self, path: str, site: dict, rules: list):
         self.path = path
         self.site = site                # name -> (value, "FILE:LINE")
