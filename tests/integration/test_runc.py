@@ -61,8 +61,10 @@ class Container:
         the container (a pipe would never end)."""
         err_path = self.bundle.parent / "runc.err"
         with open(err_path, "w") as err:
+            started = time.perf_counter()
             r = subprocess.run(["runc", "--criu", str(CRIU), *argv], stdout=stdout, stderr=err, text=True,
                                timeout=TIMEOUT, **kw)
+            self.seconds = time.perf_counter() - started      # of the last runc command (bench/runc.py)
         r.stderr = err_path.read_text()
         if check and r.returncode != 0:
             logs = "".join(f"\n--- {p}\n{p.read_text()}" for p in self.work.glob("*.log"))
