@@ -241,26 +241,28 @@ class Placement:
         self.warming = _thread.allocate_lock()
         self.warming.acquire()
 
-        def move_ourselves():
+        def move():
             try:
-                self._move_ourselves()
+                self._warm_move()
             finally:
                 self.warming.release()
-        _thread.start_new_thread(move_ourselves, ())
+        _thread.start_new_thread(move, ())
 
     def finish_warming(self) -> None:
-        if self.warming is not None:
-            self.warming.acquire()          # the thread is done: none is left when we fork
-            self.warming = None
-            self._move_ourselves()
+        if self._wait_warming():
+            self._warm_move()
 
-    def _move_ourselves(self) -> None:
+    def _wait_warming(self) -> bool:
+        """Wait for start_warming's thread, if one runs (none may be left when we fork)."""
+        if self.warming is None:
+            return False
+        self.warming.acquire()
+        self.warming = None
+        return True
+
+    def _warm_move(self) -> None:
         try:
-            fd = os.open(os.path.join(min(self.ours), "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, b"0")
-            finally:
-                os.close(fd)
+            _move_ourselves(os.path.join(min(self.ours), "cgroup.procs"))
         except OSError as e:         # only time is lost
             log.debug("cgroup warm-up move: %s", e)
 
@@ -281,16 +283,10 @@ class Placement:
     def join(self, pid: int) -> None:
         """In restoring task pid: move ourselves ("0" is the writer) into each of our cgroups."""
         for d in self.targets.get(pid, ()):
-            fd = os.open("cgroup.procs", os.O_WRONLY | os.O_CLOEXEC, dir_fd=self.dirs[d])
-            try:
-                os.write(fd, b"0")
-            finally:
-                os.close(fd)
+            _move_ourselves("cgroup.procs", self.dirs[d])
 
     def close(self) -> None:
-        if self.warming is not None:
-            self.warming.acquire()
-            self.warming = None
+        self._wait_warming()
         for fd in self.dirs.values():
             os.close(fd)
         self.dirs.clear()
@@ -303,6 +299,15 @@ class Placement:
                 if e.errno != errno.ENOENT:
                     log.warning("cannot remove cgroup %s: %s", d, e.strerror)
         self.created.clear()
+
+
+def _move_ourselves(procs: str, dir_fd: int | None = None) -> None:
+    """Move this process into the cgroup of that cgroup.procs file ("0": the writer)."""
+    fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        os.write(fd, b"0")
+    finally:
+        os.close(fd)
 
 
 def _cgroups_of(pid):

@@ -33,13 +33,13 @@ from typing import NamedTuple
 from . import kernel as k
 from .errors import PlanError, UnsupportedError
 from .extns import NS_GET_NSTYPE, join_net
+from .namespaces import FLAGS
 
 log = logging.getLogger("lxc_cr.joinns")
 
-KINDS = {"ipc": k.CLONE_NEWIPC, "uts": k.CLONE_NEWUTS, "net": k.CLONE_NEWNET}
+KINDS = {kind: FLAGS[kind] for kind in ("ipc", "uts", "net")}
 # every namespace type by its clone flag, to say what a wrong file is
-NAMES = {**{flag: kind for kind, flag in KINDS.items()}, k.CLONE_NEWNS: "mnt", k.CLONE_NEWPID: "pid",
-         k.CLONE_NEWCGROUP: "cgroup", 0x10000000: "user", 0x80: "time"}
+NAMES = {**{flag: kind for kind, flag in FLAGS.items()}, k.CLONE_NEWPID: "pid", 0x10000000: "user", 0x80: "time"}
 SPEC = re.compile(r"([a-z]+):([^,]+)(?:,(.*))?")
 
 

@@ -38,7 +38,7 @@ from . import kernel as k
 from . import netdev
 from .errors import ImageError, PlanError, RestoreError, UnsupportedError, fault_point
 from .netlink import NetlinkError, Rtnl, nft_tables
-from .namespaces import inside, own
+from .namespaces import own, visiting
 
 log = logging.getLogger("lxc_cr.netns")
 
@@ -129,12 +129,11 @@ def check(root: int, external: bool = False) -> list[str]:
     """For `dump --check-only`: every device of the tree's namespace we would refuse."""
     if external or not own(root, "net"):
         return []
-    return inside(root, "net", k.CLONE_NEWNET, _refusals)
-
-
-def _refusals() -> list[str]:
-    with Rtnl() as ipr:
-        refusals = [*map(netdev.refusal, ipr.get_links()), *map(_route_refusal, _routes(ipr))]
+    try:
+        with visiting(root, "net"), Rtnl() as ipr:
+            refusals = [*map(netdev.refusal, ipr.get_links()), *map(_route_refusal, _routes(ipr))]
+    except OSError as e:
+        raise UnsupportedError(f"cannot look inside the net namespace of process {root}: {e.strerror}") from None
     return [why for why in refusals if why]
 
 

@@ -43,6 +43,7 @@ import re
 import struct
 
 from . import kernel as k
+from .namespaces import visiting
 from .errors import DumpError, ImageError, RestoreError, UnsupportedError, fault_point
 
 log = logging.getLogger("lxc_cr.sysvipc")
@@ -71,26 +72,10 @@ def _round(n: int) -> int:
 
 # --- dump ---------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _in_ipc_ns(pid: int):
-    """This thread in pid's IPC namespace for the block, then back in its own."""
-    mine = os.open("/proc/self/ns/ipc", os.O_RDONLY | os.O_CLOEXEC)
-    theirs = os.open(f"/proc/{pid}/ns/ipc", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        k.syscall("setns", theirs, k.CLONE_NEWIPC)
-        try:
-            yield
-        finally:
-            k.syscall("setns", mine, k.CLONE_NEWIPC)
-    finally:
-        os.close(theirs)
-        os.close(mine)
-
-
 def dump(pid: int, images):
     """sysvipc.img for the tree rooted at pid, which has an IPC namespace of its own."""
     msg = message()()
-    with _in_ipc_ns(pid):
+    with visiting(pid, "ipc"):
         for name in SYSCTLS:
             with open(f"/proc/sys/{name}") as f:
                 msg.sysctls.add(name=name, value=f.read().strip())
@@ -327,7 +312,7 @@ def remove_again(root: int, img) -> None:
     segments that were removed while attached at dump time, in root's IPC namespace."""
     removed = [s.perm.id for s in img.shm if s.perm.mode & k.SHM_DEST] if img is not None else []
     if removed:
-        with _in_ipc_ns(root):
+        with visiting(root, "ipc"):
             for ipc_id in removed:
                 k.syscall("shmctl", ipc_id, k.IPC_RMID, 0)
 

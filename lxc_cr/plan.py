@@ -150,7 +150,7 @@ def restore_plan(args, entrypoint: str = "cli", name: str | None = None, labels:
 
 def _join_namespaces(args) -> tuple:
     from .engine.joinns import from_cli
-    return from_cli(getattr(args, "join_ns", None) or [])
+    return from_cli(args.join_ns)
 
 
 def _cgroup_roots(args) -> dict:
