@@ -5,10 +5,11 @@ APT_PKGS := python3-lxc lxc lxc-templates dnsmasq-base python3-yaml python3-dev 
             protobuf-compiler python3-protobuf busybox-static iproute2 nftables zstd runc podman gcc make
 PROTOS   := $(wildcard engine/proto/*.proto engine/kinds/*.proto lxc_cr/*.proto)
 PB2      := $(PROTOS:.proto=_pb2.py)
+CANNED   := lxc_cr/rpc_canned.py
 
 .PHONY: setup demo test bench clean apt venv native blobs progs bytecode
 
-setup: apt venv native $(PB2) blobs progs bytecode
+setup: apt venv native $(PB2) $(CANNED) blobs progs bytecode
 
 apt:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -36,6 +37,10 @@ engine/.native-built: engine/native_build.py engine/asm/restorer.h $(VENV)/.inst
 %_pb2.py: %.proto
 	protoc -I$(dir $<) --python_out=$(dir $<) $<
 
+# the answers the swrk server gives without loading protobuf (lxc_cr/rpc.py canned_answers)
+$(CANNED): lxc_cr/rpc_pb2.py lxc_cr/rpc.py lxc_cr/__init__.py $(VENV)/.installed
+	$(PY) -m lxc_cr.rpc > $@.tmp && mv $@.tmp $@
+
 blobs:
 	$(MAKE) -s -C engine/asm
 
@@ -44,7 +49,7 @@ progs:
 
 # Start-up time: compile once here, because PYTHONDONTWRITEBYTECODE (set on some hosts) would
 # make every run compile its modules from source (~50 ms). compileall skips what is up to date.
-bytecode: $(PB2)
+bytecode: $(PB2) $(CANNED)
 	$(PY) -m compileall -q lxc_cr engine
 
 demo: setup
@@ -60,7 +65,7 @@ bench: setup
 	$(PY) bench/runc.py
 
 clean:
-	rm -rf $(VENV) engine/.native-built engine/_native* $(PB2) build *.egg-info
+	rm -rf $(VENV) engine/.native-built engine/_native* $(PB2) $(CANNED) build *.egg-info
 	find lxc_cr engine bench tests -name __pycache__ -prune -exec rm -rf {} +
 	$(MAKE) -s -C engine/asm clean
 	$(MAKE) -s -C tests/integration/progs clean

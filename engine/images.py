@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import struct
-import subprocess
 import zlib
 
 from .errors import ImageError, PlanError
@@ -105,6 +104,7 @@ class ImageDir:
     def compress(self, names: list[str]) -> None:
         """Replace each raw file NAME by NAME.zst.  A file zstd fails on stays as it was
         (readers take either form): the dump is complete either way, so that is a warning."""
+        import subprocess       # only for compressed images (~3 ms to import)
         for name in names:
             try:
                 done = subprocess.run(["zstd", "-q", "--rm", "-T0", name], cwd=self.path,
@@ -117,6 +117,7 @@ class ImageDir:
 
     def _unpack(self, name: str) -> int:
         if name not in self.unpacked:
+            import subprocess
             src = os.open(name + ZSTD, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.fd)
             out = os.memfd_create(name, os.MFD_CLOEXEC)
             try:

@@ -36,7 +36,6 @@ import contextlib
 import logging
 import os
 import stat
-import tarfile
 from typing import NamedTuple
 
 from . import kernel as k
@@ -258,6 +257,7 @@ def _save_tmpfs(root: int, e, images) -> None:
     """The files of one tmpfs mount, not what is mounted over them: a detached clone of the
     mount, made while the dumper visits the tree's namespace (only there may it be cloned),
     as a tar."""
+    import tarfile          # ~3 ms, only with a tmpfs to save; before our paths are out of sight
     out = images.create(e.content)
     rootfd = os.open(f"/proc/{root}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -273,6 +273,7 @@ def _save_tmpfs(root: int, e, images) -> None:
 def _archive(rootfd: int, mountpoint: str, out: int, unbindable: bool) -> str | None:
     """In the tree's mount namespace: the tmpfs at mountpoint into out; or what went wrong.
     Changes our working directory (and, for an unbindable mount, our mount namespace)."""
+    import tarfile          # already loaded by _save_tmpfs: no path of ours is seen from here
     try:
         if unbindable:
             # an unbindable mount cannot be cloned: in a copy of the tree's namespace of our
@@ -370,6 +371,8 @@ def prepare(images, inventory, plan):
         return None
     where = f"{images.path}/{IMAGE}"
     tree = load(images, where)
+    if any(e.content for e in tree.mounts):
+        import tarfile      # noqa: F401 -- for _fill_tmpfs, in namespaces that do not see our paths
     sources = _sources(tree, plan, where)
     late = _late(tree)
     r1, w1 = os.pipe()
@@ -630,6 +633,7 @@ def _fill_tmpfs(images, e, target: str) -> None:
     """Unpack tmpfs-ID.img into the new tmpfs at target: files, directories, symlinks, hard
     links, FIFOs and device nodes with modes, owners and times.  Each member's directory is
     opened beneath the mount without following symlinks: no member can write outside it."""
+    import tarfile          # loaded by prepare(): the root task no longer sees our paths
     top = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     dirs = []
     try:

@@ -26,13 +26,10 @@ routes.  The HostDevices it returns undo the host side if the restore fails.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import re
-import shutil
 import socket
-import subprocess
 
 from . import kernel as k
 from . import netdev
@@ -197,6 +194,7 @@ def _read_sysctl(name: str) -> str | None:
 
 def _nft_ruleset() -> str:
     """The namespace's nftables ruleset as JSON, without our own lock table; empty if none."""
+    import json, shutil, subprocess         # noqa: E401 -- only with nft at hand (~6 ms)
     if shutil.which("nft") is None or _no_tables():
         return ""
     r = subprocess.run(["nft", "-j", "list", "ruleset"], capture_output=True, text=True)
@@ -245,6 +243,7 @@ def validate(net, where: str) -> None:
         if s.name not in allowed or not SYSCTL_VALUE.match(s.value):
             raise ImageError(f"{where}: sysctl {s.name!r} = {s.value!r} cannot be restored")
     if net.nft_ruleset:
+        import json
         try:
             json.loads(net.nft_ruleset)["nftables"]
         except (ValueError, KeyError, TypeError):
@@ -317,12 +316,14 @@ def _lock(ruleset: str, locked: list) -> None:
     """The namespace's own ruleset, and the lock of the TCP connections the dump locked
     (inetsk.locked: (name, element) pairs)."""
     if ruleset:
+        import subprocess
         r = subprocess.run(["nft", "-j", "-f", "-"], input=ruleset, capture_output=True, text=True)
         if r.returncode != 0:
             raise RestoreError(f"cannot restore the network namespace's nftables ruleset: {r.stderr.strip()}")
-    from . import netlock
-    for name, element in locked:
-        netlock.lock(name, element)
+    if locked:
+        from . import netlock
+        for name, element in locked:
+            netlock.lock(name, element)
 
 
 def _set_up(ipr, net) -> None:
