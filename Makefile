@@ -37,8 +37,8 @@ engine/.native-built: engine/native_build.py engine/asm/restorer.h $(VENV)/.inst
 %_pb2.py: %.proto
 	protoc -I$(dir $<) --python_out=$(dir $<) $<
 
-# the answers the swrk server gives without loading protobuf (lxc_cr/rpc.py canned_answers)
-$(CANNED): lxc_cr/rpc_pb2.py lxc_cr/rpc.py lxc_cr/__init__.py $(VENV)/.installed
+# what the swrk server works out once, here (lxc_cr/rpc.py canned)
+$(CANNED): lxc_cr/rpc_pb2.py lxc_cr/rpc.py lxc_cr/__init__.py lxc_cr/cli.py lxc_cr/criu_opts.py $(VENV)/.installed
 	$(PY) -m lxc_cr.rpc > $@.tmp && mv $@.tmp $@
 
 blobs:

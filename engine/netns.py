@@ -278,7 +278,6 @@ def restore(inventory, devices, files) -> "netdev.HostDevices | None":
                             f"namespace of its own")
         return None
     netdev.check_plan(inventory.net.links, devices)
-    from .kinds import inetsk
     net = inventory.net
     external = {d.name: d for d in devices}
     host_ns_fd = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -292,7 +291,7 @@ def restore(inventory, devices, files) -> "netdev.HostDevices | None":
         fault_point("netdev")
         for s in net.sysctls:
             _write_sysctl(s.name, s.value)
-        _lock(net.nft_ruleset, inetsk.locked(files))
+        _lock(net.nft_ruleset, _locked(files))
         _set_up(devs.inside, net)
     except BaseException as e:
         devs.undo()
@@ -302,6 +301,15 @@ def restore(inventory, devices, files) -> "netdev.HostDevices | None":
             raise RestoreError(f"cannot set up the network namespace: {e.strerror}") from None
         raise
     return devs
+
+
+def _locked(files) -> list:
+    """The TCP connections the dump locked (their kind module is loaded only if there are any)."""
+    sockets = {i: e for i, e in files.items() if e.kind == "inetsk"}
+    if not sockets:
+        return []
+    from .kinds import inetsk
+    return inetsk.locked(sockets)
 
 
 def _write_sysctl(name: str, value: str) -> None:

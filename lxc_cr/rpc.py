@@ -29,6 +29,7 @@ import socket
 import struct
 import sys
 import time
+import types
 
 from .engine.errors import CRError, NotifyRefused, PlanError, UnsupportedError
 
@@ -91,12 +92,17 @@ def main(argv: list[str]) -> int:
     return Session(channel).run()
 
 
-def canned_answers() -> dict[bytes, bytes]:
-    """Requests whose answer never changes, as protobuf serializes both.  `make` writes them to
-    lxc_cr/rpc_canned.py (`python -m lxc_cr.rpc`), so that the VERSION session runc starts
-    before every checkpoint and restore answers without loading protobuf (~15 ms)."""
+def canned() -> dict:
+    """What every session would work out the same way, worked out once: `make` writes it to
+    lxc_cr/rpc_canned.py (`python -m lxc_cr.rpc`).
+      ANSWERS: requests whose answer never changes, as protobuf serializes both; the VERSION
+        session runc starts before every checkpoint and restore then loads no protobuf (~15 ms).
+      CLI_DEFAULTS: the command line's defaults, which _args starts from; building the parser
+        to get them takes ~5 ms."""
+    from .cli import _parser
     pb = _pb()
-    return {pb.Request(type=pb.VERSION).SerializeToString(): _version(pb).SerializeToString()}
+    return {"ANSWERS": {pb.Request(type=pb.VERSION).SerializeToString(): _version(pb).SerializeToString()},
+            "CLI_DEFAULTS": vars(_parser().parse_args([]))}
 
 
 def _version(pb):
@@ -470,11 +476,16 @@ def _non_empty_file(path: str) -> bool:
         return False                    # runc always names one; a missing file is ignored
 
 
-def _args(opts, dirs: "_Dirs", command: str, **more) -> "argparse.Namespace":
+def _args(opts, dirs: "_Dirs", command: str, **more) -> types.SimpleNamespace:
     """The command line that means the same as opts (what plan.py reads): the CLI parser's
     defaults, then the directories, the log and every flag set in opts."""
-    from .cli import _parser
-    args = _parser().parse_args([command])
+    try:
+        from .rpc_canned import CLI_DEFAULTS as defaults
+    except ImportError:         # not built
+        from .cli import _parser
+        defaults = vars(_parser().parse_args([]))
+    args = types.SimpleNamespace(**{k: list(v) if isinstance(v, list) else v for k, v in defaults.items()})
+    args.command = command
     args.images_dir, args.log_file, args.verbosity = dirs.images, dirs.log, _verbosity(opts)
     args.manage_cgroups = _cgroup_mode(opts)
     for option, name in FLAG_OPTIONS.items():
@@ -605,5 +616,6 @@ def missing_support() -> list[str]:
 
 if __name__ == "__main__":
     # `make`: lxc_cr/rpc_canned.py
-    print('"""Made by `make` from rpc.proto and CRIU_COMPAT_VERSION (lxc_cr/rpc.py canned_answers): do not edit."""')
-    print(f"ANSWERS = {canned_answers()!r}")
+    print('"""Made by `make` (lxc_cr/rpc.py canned): do not edit."""')
+    for name, value in canned().items():
+        print(f"{name} = {value!r}")

@@ -159,7 +159,7 @@ def test_canned_version_answer_is_the_parsed_one(tmp_path):
     same bytes as the parsed path gives (a VERSION request with one more field goes that way),
     and the built module is what rpc.py makes now (not stale)."""
     from lxc_cr import rpc, rpc_canned
-    assert rpc_canned.ANSWERS == rpc.canned_answers()
+    assert {"ANSWERS": rpc_canned.ANSWERS, "CLI_DEFAULTS": rpc_canned.CLI_DEFAULTS} == rpc.canned()
     answers = []
     for req in (pb.Request(type=pb.VERSION), pb.Request(type=pb.VERSION, notify_success=True)):
         c = Client(tmp_path)
