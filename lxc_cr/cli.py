@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         _out(f"Version: {CRIU_COMPAT_VERSION}\n" if as_criu else f"lxc-cr {__version__}\n")
         return 0
     if argv[:1] == ["swrk"]:
-        from .rpc import main as swrk
+        from .swrk import main as swrk
         return swrk(argv[1:])
     try:
         args = _parser().parse_args(argv)

@@ -75,28 +75,22 @@ class BadRequest(PlanError):
     """The request cannot be parsed or lacks what its type needs."""
 
 
-def main(argv: list[str]) -> int:
-    """`swrk N`: serve one session on fd N; returns the exit status."""
-    if len(argv) != 1 or not argv[0].isdigit():
-        if sys.stderr is not None:
-            sys.stderr.write("lxc-cr: error: usage: swrk FD (the fd of a SOCK_SEQPACKET socket)\n")
-        return 1
+def serve(fd: int) -> int:
+    """Serve one session on fd (swrk.py answered nothing); returns the exit status."""
     try:
-        channel = Channel(int(argv[0]))
+        channel = Channel(fd)
     except (OSError, PlanError) as e:
         if sys.stderr is not None:
-            sys.stderr.write(f"lxc-cr: error: swrk {argv[0]}: {e}\n")
+            sys.stderr.write(f"lxc-cr: error: swrk {fd}: {e}\n")
         return 1
-    if channel.answer_canned():
-        return 0
     return Session(channel).run()
 
 
 def canned() -> dict:
     """What every session would work out the same way, worked out once: `make` writes it to
     lxc_cr/rpc_canned.py (`python -m lxc_cr.rpc`).
-      ANSWERS: requests whose answer never changes, as protobuf serializes both; the VERSION
-        session runc starts before every checkpoint and restore then loads no protobuf (~15 ms).
+      ANSWERS: requests whose answer never changes, as protobuf serializes both (swrk.py
+        answers them without loading protobuf).
       CLI_DEFAULTS: the command line's defaults, which _args starts from; building the parser
         to get them takes ~5 ms."""
     from .cli import _parser
@@ -147,21 +141,6 @@ class Channel:
         cred = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         self.peer = struct.unpack("3i", cred)[0]
         self.closed = False
-
-    def answer_canned(self) -> bool:
-        """If the first request is one of rpc_canned's, byte for byte: answer it and say so."""
-        try:
-            from .rpc_canned import ANSWERS
-        except ImportError:         # not built: every request is parsed
-            return False
-        probe = bytearray(64)
-        size = self.sock.recv_into(probe, len(probe), socket.MSG_PEEK | socket.MSG_TRUNC)
-        answer = ANSWERS.get(bytes(probe[:size])) if size <= len(probe) else None
-        if answer is None:
-            return False
-        self.sock.recv(size)
-        self.sock.sendmsg([answer], [], socket.MSG_NOSIGNAL)
-        return True
 
     def receive(self):
         """The next Request, or None at EOF.  Raises BadRequest for bytes that do not parse."""
