@@ -12,9 +12,13 @@ namespace is podman's (a path under /run/netns), which runc names external at ch
 (extRootNetNS) and hands back at restore; after a restore the container must be in the
 namespace podman holds for it now, with its address.
 
+A container in a pod shares the IPC, UTS and network namespaces of the pod's infra container:
+at restore, runc hands the first two over as join_ns and the last as extRootNetNS.
+
 One podman default is changed, for a reason of this host:
-  --ulimit nofile/nproc: podman raises both above this host's hard limits, which runc cannot
-      do here (no CAP_SYS_RESOURCE), so `podman run` itself would fail.
+  nofile/nproc limits: podman raises both above this host's hard limits, which runc cannot
+      do here (no CAP_SYS_RESOURCE), so `podman run` itself would fail: --ulimit for a
+      container, default_ulimits in a containers.conf of the test's for a pod's infra container.
 """
 from __future__ import annotations
 
@@ -43,8 +47,11 @@ class Podman:
         bindir = tmp_path / "bin"
         bindir.mkdir()
         (bindir / "criu").symlink_to(REPO / "hooks" / "criu")
-        self.env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}")
+        conf = tmp_path / "containers.conf"
+        conf.write_text('[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n')
+        self.env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}", CONTAINERS_CONF=str(conf))
         self.tmp = tmp_path
+        self.pod = None
 
     def __call__(self, *argv, check=True) -> subprocess.CompletedProcess:
         r = subprocess.run(["podman", "--runtime", "runc", *argv], capture_output=True, text=True,
@@ -71,9 +78,20 @@ class Podman:
             tar.add(rootfs, arcname=".")
         self("import", str(self.tmp / "rootfs.tar"), self.image)
 
-    def run(self) -> None:
+    def run(self, *flags) -> None:
         self("run", "-d", "--name", self.name, "--ulimit", "nofile=1024:1024",
-             "--ulimit", "nproc=1024:1024", self.image, "/bin/sh", "-c", COUNTER)
+             "--ulimit", "nproc=1024:1024", *flags, self.image, "/bin/sh", "-c", COUNTER)
+
+    def make_pod(self) -> str:
+        """A pod (its infra container running); returns its ID."""
+        self.pod = f"lxccr-pod-{os.getpid()}"
+        self("pod", "create", "--name", self.pod)
+        self("pod", "start", self.pod)
+        return self("pod", "inspect", "--format", "{{.ID}}", self.pod).stdout.strip()
+
+    def infra_pid(self) -> int:
+        infra = self("pod", "inspect", "--format", "{{.InfraContainerID}}", self.pod).stdout.strip()
+        return int(self("inspect", "--format", "{{.State.Pid}}", infra).stdout)
 
     def lines(self) -> list[tuple[int, int]]:
         out = self("logs", self.name).stdout
@@ -97,6 +115,8 @@ class Podman:
 
     def destroy(self) -> None:
         subprocess.run(["podman", "rm", "-f", self.name], capture_output=True, timeout=TIMEOUT)
+        if self.pod:
+            subprocess.run(["podman", "pod", "rm", "-f", self.pod], capture_output=True, timeout=TIMEOUT)
         subprocess.run(["podman", "rmi", "-f", self.image], capture_output=True, timeout=TIMEOUT)
 
 
@@ -165,3 +185,28 @@ def test_podman_export_and_import(podman):
     podman("rm", podman.name)
     podman("container", "restore", "--import", str(archive))
     goes_on(podman, host_pid, last)
+
+
+def shares_the_pods_namespaces(podman, host_pid: int) -> None:
+    infra = podman.infra_pid()
+    for ns in ("ipc", "uts", "net"):
+        assert os.stat(f"/proc/{host_pid}/ns/{ns}").st_ino == os.stat(f"/proc/{infra}/ns/{ns}").st_ino, ns
+    assert podman("exec", podman.name, "cat", "/proc/sys/kernel/hostname").stdout.strip() == podman.pod
+
+
+def test_podman_container_in_a_pod(podman):
+    """A container of a pod: restored in place, then from an exported archive into the pod
+    (restore --import --pod), each time into the namespaces the infra container holds."""
+    pod_id = podman.make_pod()
+    podman.run("--pod", podman.pod)
+    shares_the_pods_namespaces(podman, podman.state()["Pid"])
+    host_pid, last, _ = checkpoint(podman)
+    podman("container", "restore", podman.name)
+    goes_on(podman, host_pid, last)
+    shares_the_pods_namespaces(podman, host_pid)
+    archive = podman.tmp / "checkpoint.tar.gz"
+    host_pid, last, _ = checkpoint(podman, "--export", str(archive))
+    podman("rm", podman.name)
+    podman("container", "restore", "--import", str(archive), "--pod", pod_id)
+    goes_on(podman, host_pid, last)
+    shares_the_pods_namespaces(podman, host_pid)
