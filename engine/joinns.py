@@ -18,7 +18,12 @@ was, and the tree sees the namespace as it is now:
   the joined namespace.  The orchestrator enters it the way it enters an external network
   namespace (engine/extns.py join_net); IPC and UTS are entered next to it, so the tree is
   forked in them and the files it opens (POSIX queues) are opened there.
-Other kinds (mnt, user, time, pid, cgroup) are refused with one line naming the option and the
+- mnt: no mount of the images is made (nor --root, nor --external mnt[]); the tree's paths
+  (its files, executables, mappings, cwd and root) are those of the joined namespace.  The
+  orchestrator stays in its own and opens the tasks' files beneath the joined namespace's root
+  (mounts.MountNs, as for a namespace made from the images); the root task enters it before
+  it forks, so every task lives in it.
+Other kinds (user, time, pid, cgroup) are refused with one line naming the option and the
 namespace, as is a target that is no namespace of the named kind, before anything is made.
 The target is a PID (its /proc/PID/ns/NS) or the absolute path of a namespace file.
 """
@@ -33,11 +38,12 @@ from typing import NamedTuple
 from . import kernel as k
 from .errors import PlanError, UnsupportedError
 from .extns import NS_GET_NSTYPE, join_net
-from .namespaces import FLAGS
+from .mounts import MountNs
+from .namespaces import FLAGS, visiting
 
 log = logging.getLogger("lxc_cr.joinns")
 
-KINDS = {kind: FLAGS[kind] for kind in ("ipc", "uts", "net")}
+KINDS = {kind: FLAGS[kind] for kind in ("ipc", "uts", "net", "mnt")}
 # every namespace type by its clone flag, to say what a wrong file is
 NAMES = {**{flag: kind for kind, flag in FLAGS.items()}, k.CLONE_NEWPID: "pid", 0x10000000: "user", 0x80: "time"}
 SPEC = re.compile(r"([a-z]+):([^,]+)(?:,(.*))?")
@@ -118,15 +124,30 @@ class Joined:
             flags |= KINDS[kind]
         return flags
 
+    def mount_ns(self) -> "JoinedMountNs | None":
+        """The joined mount namespace, for the restore to use as one made from the images; the
+        orchestrator must be single-threaded (it visits the namespace for its root)."""
+        if "mnt" not in self.fds:
+            return None
+        fd = self.fds.pop("mnt")
+        try:
+            with visiting(self.entries["mnt"].path, "mnt"):
+                root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except BaseException:
+            os.close(fd)
+            raise
+        return JoinedMountNs(fd, root)
+
     def enter(self, external: dict[str, int]) -> None:
-        """The orchestrator enters the joined namespaces and the external network namespace
-        (engine/extns.py), before any file of the tree is opened; the fds are closed then."""
+        """The orchestrator enters the joined namespaces but mnt (the root task enters that one:
+        mount_ns), and the external network namespace (engine/extns.py), before any file of the
+        tree is opened; the fds are closed then."""
         for e in self.entries.values():
             log.info("%s: joined; its contents in the images are not made", e.spelling)
         nets = {"net": self.fds["net"]} if "net" in self.fds else {}
         join_net({**external, **nets})
         for kind, fd in self.fds.items():
-            if kind != "net":
+            if kind in ("ipc", "uts"):
                 k.syscall("setns", fd, KINDS[kind])
         self.close()
 
@@ -145,6 +166,17 @@ class Joined:
         for fd in self.fds.values():
             os.close(fd)
         self.fds = {}
+
+
+class JoinedMountNs(MountNs):
+    """A joined mount namespace: the tasks' paths resolve beneath its root, and the root task
+    enters it; nothing of the images is made in it."""
+
+    def __init__(self, ns_fd: int, root_fd: int):
+        super().__init__(None, set(), ns_fd, root_fd, {})
+
+    def enter(self, images) -> None:
+        k.syscall("setns", self.ns_fd, k.CLONE_NEWNS)
 
 
 def _open(e: JoinNs) -> int:

@@ -103,15 +103,16 @@ FLAGS = {"uts": k.CLONE_NEWUTS, "ipc": k.CLONE_NEWIPC, "net": k.CLONE_NEWNET, "c
 
 
 @contextmanager
-def visiting(pid: int, kind: str):
-    """This process in pid's namespace of that kind for the while, then back in its own.
+def visiting(ns: int | str, kind: str):
+    """This process in a namespace of that kind for the while, then back in its own: a PID's
+    namespace, or the one of a namespace file (a path).
 
     Cheaper than a child that joins it: forking the dumper costs milliseconds while the tree
     is frozen.  The dumper is single-threaded, as joining a mount namespace requires.
     Joining one moves our root and working directory to its root, and coming back to
     ours moves them to our namespace's root: both are put back as they were."""
     flag = FLAGS[kind]
-    fds = [os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)]
+    fds = [os.open(ns if isinstance(ns, str) else f"/proc/{ns}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)]
     try:
         fds.append(os.open(f"/proc/self/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC))
         if kind == "mnt":

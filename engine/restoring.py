@@ -257,7 +257,7 @@ class _Restorer:
         self.cb_size = 0
         self.net = None             # netdev.HostDevices: a network namespace of its own
         self.building = None        # mounts.Building: that namespace being made
-        self.mnt = None             # mounts.MountNs of a mount namespace of its own
+        self.mnt = None             # mounts.MountNs of a mount namespace of its own, or joined
         self.joined = None          # joinns.Joined: namespaces joined, whose contents are not made
         self.sysv = img.sysvipc     # the SysV objects to make (none in a joined IPC namespace)
 
@@ -271,8 +271,10 @@ class _Restorer:
         self.ext = extns.fds_for(self.img.inventory, self.plan.inherit_fds)    # checked before anything is made
         self.joined = joinns.Joined(self.plan.join_namespaces, self.img.inventory, self.plan.net_devices)
         # the tasks' files are opened as they will see them (engine/mounts.py): a child
-        # builds their mount namespace while we make the network
-        self.building = mounts.prepare(self.images, self.img.inventory, self.plan)
+        # builds their mount namespace while we make the network, unless they join one
+        self.mnt = self.joined.mount_ns()
+        if self.mnt is None:
+            self.building = mounts.prepare(self.images, self.img.inventory, self.plan)
         # before any socket is made; undone by restore() if anything fails
         self.joined.enter(self.ext)        # an external network namespace too (extns.join_net)
         self.joined.check_attachments(self.img.mms)
@@ -283,7 +285,8 @@ class _Restorer:
         self.cgroups.start_warming()        # the kernel's wait for the first move, meanwhile
         if not self.joined.has("net"):
             self.net = netns.restore(self.img.inventory, self.plan.net_devices, self.img.files)
-        self.mnt = self.building.result() if self.building else None
+        if self.building:
+            self.mnt = self.building.result()
         self.file_ctx = files_mod.RestoreContext(self.images, self.plan, self.img.files, self.base_fd, mnt=self.mnt)
         # memory objects first: a memfd's open files are new opens of the object its mappings share
         self.shmem_fds = {i: files_mod.move_above(fd, self.base_fd)

@@ -77,9 +77,10 @@ restore options:
                            default: where its root mount lay when dumped
   --ext-mount-map KEY:PATH the external mount KEY is bound from PATH (--external mnt[KEY]:PATH);
                            console:PATH binds LXC's console (empty PATH: none)
-  --join-ns NS:PID|PATH    join that existing namespace (ipc, uts or net; PID: /proc/PID/ns/NS)
-                           instead of making one: its dumped contents (SysV objects, host name,
-                           devices) are not made, and nothing in it is changed (repeatable)
+  --join-ns NS:PID|PATH    join that existing namespace (ipc, uts, net or mnt; PID:
+                           /proc/PID/ns/NS) instead of making one: its dumped contents (SysV
+                           objects, host name, devices, mounts) are not made, and nothing in it
+                           is changed (repeatable)
 cgroup options (dump and restore):
   --cgroup-root [CTRL[,CTRL...]:]/PATH
                            dump: the tree's root cgroup in those hierarchies (all without CTRL),

@@ -6,9 +6,11 @@ holder's: from inside it sees the holder's host name and queue and not its own q
 images' contents are not made in a joined namespace); a tree that lived in the holder's
 namespaces (a pod's) gets the holder's live segment attached again.  The holder checks at the
 end that its namespace holds what it made and nothing else.  runc sends join_ns for a bundle
-whose IPC and UTS namespaces have a path.  Failures (no such namespace, a namespace of another
-type, an unsupported kind, a restore failing late) give one line and leave the holder's
-namespace and the process table as they were.
+whose IPC and UTS namespaces have a path.  A holder of a mount namespace (211_join_mnt hold,
+a tmpfs of its own on a directory) gets a tree from a mount namespace of its own restored into
+it: the tree sees the holder's tmpfs, not its own, and the holder's mount table gains nothing.
+Failures (no such namespace, a namespace of another type, an unsupported kind, a restore
+failing late) give one line and leave the holder's namespace and the process table as they were.
 """
 from __future__ import annotations
 
@@ -24,6 +26,9 @@ from conftest import BIN_DIR, LXC_CR, NO_CR
 from helpers import one_line_error, unshared, wait_for
 
 PROG = BIN_DIR / "210_join_ns"
+MNT_PROG = BIN_DIR / "211_join_mnt"
+# the test's shell, in the new namespaces: a tmpfs of the program's own on DIR, marked with its role
+MARKED = ["sh", "-c", 'mount -t tmpfs joinns "$2" && echo "$1" > "$2/marker" && exec "$0" "$@"']
 HOST = "joinns-holder"
 
 
@@ -113,7 +118,8 @@ BAD = [
     ("ipc:/proc/{h}/ns/uts", "is a uts namespace, not a ipc namespace"),
     ("uts:/proc/{h}/status", "is no namespace, not a uts namespace"),
     ("user:{h}", "joining a user namespace at restore is not supported"),
-    ("mnt:/proc/{h}/ns/mnt", "joining a mnt namespace at restore is not supported"),
+    ("time:/proc/{h}/ns/time", "joining a time namespace at restore is not supported"),
+    ("mnt:/proc/{h}/ns/net", "is a net namespace, not a mnt namespace"),
     ("ipc:{h},extra", "extra options"),
     ("ipc:relative/path", "a PID or an absolute path"),
     ("ipc", "expected NS:PID or NS:PATH"),
@@ -187,6 +193,58 @@ def test_joinns_cli_network_namespace_joined_not_made(tmp_path, netns):
         verdict(root, log)
 
 
+@contextlib.contextmanager
+def mount_holder_and_tree(tmp_path):
+    """211_join_mnt: the holder (a tmpfs of its own on DIR, marked "hold") and a tree in a
+    mount namespace of its own (its tmpfs on DIR, marked "tree"), dumped and gone: yields
+    (the holder's PID, the images, the tree's root PID, its log); the holder must PASS its
+    check at the end: its mount table gained nothing."""
+    shared = tmp_path / "dir"
+    shared.mkdir()
+    hold_dir, tree_dir = tmp_path / "holder", tmp_path / "tree"
+    hold_dir.mkdir()
+    tree_dir.mkdir()
+    with unshared(hold_dir, [MNT_PROG, "hold", shared], ("--mount",), MARKED) as (hold, hpid, hlog):
+        with unshared(tree_dir, [MNT_PROG, "tree", shared], ("--mount", "--mount-proc"), MARKED) as \
+                (unshare, root, log):
+            yield hpid, dump_tree(tree_dir, root, unshare), root, log
+        os.kill(hpid, signal.SIGUSR1)
+        hold.wait(timeout=30)
+        wait_for(hlog, "PASS")
+        assert "FAIL" not in hlog.read_text(), hlog.read_text()
+
+
+def joined_mount_ns(root: int, hpid: int, log) -> None:
+    """From inside, both tasks see the holder's marker (the verdict); from outside, the root is
+    in the holder's mount namespace."""
+    assert same_ns(root, hpid, "mnt") and not same_ns(root, os.getpid(), "mnt")
+    verdict(root, log)
+
+
+def test_joinns_cli_mount_namespace_joined_not_made(tmp_path):
+    """Restored into the holder's mount namespace, after a restore that failed late."""
+    with mount_holder_and_tree(tmp_path) as (hpid, images, root, log):
+        line = one_line_error(restore(tmp_path, images, f"mnt:{hpid}", env={"LXC_CR_FAULT": "registers"}))
+        assert "injected fault" in line and not os.path.exists(f"/proc/{root}")
+        r = restore(tmp_path, images, f"mnt:/proc/{hpid}/ns/mnt")
+        assert r.returncode == 0, r.stderr + (images / "restore.log").read_text()
+        joined_mount_ns(root, hpid, log)
+
+
+def test_joinns_rpc_mount_namespace(tmp_path):
+    """RPC join_ns {mnt, ns_file}, as runc sends it for a mount namespace with a path."""
+    from test_rpc import Client, _dir_fd, pb, restore_request
+    with mount_holder_and_tree(tmp_path) as (hpid, images, root, log):
+        fd = _dir_fd(images)
+        try:
+            resp, code = Client(tmp_path).call(restore_request(fd, fd, join_ns=[pb.JoinNamespace(
+                ns="mnt", ns_file=f"/proc/{hpid}/ns/mnt")]))
+        finally:
+            os.close(fd)
+        assert code == 0 and resp.success and resp.restore.pid == root, (images / "restore.log").read_text()
+        joined_mount_ns(root, hpid, log)
+
+
 def test_joinns_option_belongs_to_restore(tmp_path):
     line = one_line_error(run("dump", "-t", os.getpid(), "-D", tmp_path / "d", "--join-ns", "ipc:1"))
     assert "--join-ns does not apply to dump" in line
@@ -222,10 +280,10 @@ def test_joinns_runc_ipc_and_uts_namespaces_with_a_path(tmp_path):
             c.destroy()
 
 
-@pytest.mark.parametrize("ns", ["mnt", "user", "time"])
+@pytest.mark.parametrize("ns", ["user", "time"])
 def test_joinns_rpc_unsupported_kind_gets_an_error_answer(tmp_path, ns):
-    """What runc sends for a mount, user or time namespace with a path: an error answer naming
-    the option and the namespace, before the images are even read."""
+    """What runc sends for a user or time namespace with a path: an error answer naming the
+    option and the namespace, before the images are even read."""
     from test_rpc import Client, _dir_fd, pb, restore_request
     images = _dir_fd(tmp_path / "images")
     try:
