@@ -61,8 +61,8 @@ test: setup
 
 bench: setup
 	$(PY) bench/run.py
-	$(PY) bench/containers.py
-	$(PY) bench/runc.py
+	$(PY) bench/containers.py --runs 15
+	$(PY) bench/runc.py --runs 15
 
 clean:
 	rm -rf $(VENV) engine/.native-built engine/_native* $(PB2) $(CANNED) build *.egg-info
