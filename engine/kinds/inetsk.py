@@ -304,34 +304,38 @@ def open(ctx, entry, msg) -> int:
     where = f"files.img: IP socket {entry.id}"
     _validate(ctx, msg, where)
     table = _table(msg.family, msg.protocol)
-    if msg.protocol == IPPROTO_TCP and msg.state in CONNECTED:
+    established = msg.protocol == IPPROTO_TCP and msg.state in CONNECTED
+    if established:
         _listener_first(ctx, entry.id, msg)
-        sk = _restore_established(ctx, msg, table, where)
-    else:
-        sk = socket.socket(msg.family, msg.type, msg.protocol)
-        try:
-            _sock.apply_opts(sk, msg.opts, table, _sock.EARLY, where)
-            _sock.apply_opts(sk, msg.opts, table, _sock.BUFFER, where)
-            _bind(sk, msg, where, strict=msg.state != CLOSE or msg.protocol == IPPROTO_UDP)
-            if msg.state == LISTEN:
-                sk.listen(msg.backlog)
-            elif msg.protocol == IPPROTO_UDP:
-                # queued before connect(): a connected socket takes datagrams from its peer only
-                _udpq.refill(ctx, sk, msg, where)
-                if msg.HasField("peer"):
-                    sk.connect(_sockaddr(msg.family, msg.peer))
-            for stage in (_sock.LATE, _sock.LAST):
-                _sock.apply_opts(sk, msg.opts, table, stage, where)
-        except OSError as e:
-            sk.close()
-            raise ImageError(f"{where}: cannot restore {_restore_what(msg)}: {e.strerror}") from None
-        except ImageError:
-            sk.close()
-            raise
+    sk = socket.socket(msg.family, msg.type, msg.protocol)
+    try:
+        (_restore_established if established else _restore_unconnected)(ctx, sk, msg, table, where)
+    except OSError as e:
+        sk.close()
+        raise ImageError(f"{where}: cannot restore {_restore_what(msg)}: {e.strerror}") from None
+    except BaseException:
+        sk.close()
+        raise
     fd = move_above(sk.detach(), ctx.base_fd)
     if entry.flags & os.O_NONBLOCK:
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
     return fd
+
+
+def _restore_unconnected(ctx, sk, msg, table, where: str) -> None:
+    """A UDP socket, or a TCP one that is closed or listening."""
+    _sock.apply_opts(sk, msg.opts, table, _sock.EARLY, where)
+    _sock.apply_opts(sk, msg.opts, table, _sock.BUFFER, where)
+    _bind(sk, msg, where, strict=msg.state != CLOSE or msg.protocol == IPPROTO_UDP)
+    if msg.state == LISTEN:
+        sk.listen(msg.backlog)
+    elif msg.protocol == IPPROTO_UDP:
+        # queued before connect(): a connected socket takes datagrams from its peer only
+        _udpq.refill(ctx, sk, msg, where)
+        if msg.HasField("peer"):
+            sk.connect(_sockaddr(msg.family, msg.peer))
+    for stage in (_sock.LATE, _sock.LAST):
+        _sock.apply_opts(sk, msg.opts, table, stage, where)
 
 
 def _restore_what(msg) -> str:
@@ -417,61 +421,52 @@ def _set_repair(sk, option: int, value, where: str) -> None:
         raise ImageError(f"{where}: TCP repair step {option} failed: {e.strerror}") from None
 
 
-def _restore_established(ctx, msg, table, where: str):
+def _restore_established(ctx, sk, msg, table, where: str) -> None:
     """The connection rebuilt in repair mode: no handshake, the same sequence numbers,
     options and queues; the window last (it is checked against the refilled queue)."""
     tcp = msg.tcp
-    sk = socket.socket(msg.family, socket.SOCK_STREAM)
+    _sock.apply_opts(sk, msg.opts, table, _sock.EARLY, where)
+    _set_repair(sk, TCP_REPAIR, TCP_REPAIR_ON, where)
+    # room for the queues while they are refilled; the dumped sizes are set again after
+    _sock.set_buffer(sk, _sock.SO_SNDBUF, 2 * tcp.send_len + (1 << 20))
+    _sock.set_buffer(sk, _sock.SO_RCVBUF, 2 * tcp.recv_len + (1 << 20))
+    # segments the size they had: connect() sizes them from TCP_MAXSEG; set too, as the
+    # MSS clamp below, so that the kernel sizing them again later cannot make them
+    # larger than half of a small window (and stall the connection on it)
+    mss = _clamp(tcp)
+    _set_repair(sk, TCP_MAXSEG, min(mss, MAX_TCP_WINDOW), where)
+    sk.bind(_sockaddr(msg.family, msg.local))
+    _set_repair(sk, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, where)
+    _set_repair(sk, TCP_QUEUE_SEQ, struct.pack("I", (tcp.recv_seq - tcp.recv_len) & 0xFFFFFFFF), where)
+    _set_repair(sk, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, where)
+    _set_repair(sk, TCP_QUEUE_SEQ, struct.pack("I", (tcp.send_seq - tcp.send_len) & 0xFFFFFFFF), where)
+    sk.connect(_sockaddr(msg.family, msg.peer))         # in repair mode: straight to ESTABLISHED
+    _set_repair(sk, TCP_REPAIR_OPTIONS, _repair_options(tcp), where)
+    if tcp.timestamps:
+        _set_repair(sk, TCP_TIMESTAMP, struct.pack("I", tcp.timestamp), where)
+    data = ctx.images.open(tcp.data)
     try:
-        _sock.apply_opts(sk, msg.opts, table, _sock.EARLY, where)
-        _set_repair(sk, TCP_REPAIR, TCP_REPAIR_ON, where)
-        # room for the queues while they are refilled; the dumped sizes are set again after
-        _sock.set_buffer(sk, _sock.SO_SNDBUF, 2 * tcp.send_len + (1 << 20))
-        _sock.set_buffer(sk, _sock.SO_RCVBUF, 2 * tcp.recv_len + (1 << 20))
-        # segments the size they had: connect() sizes them from TCP_MAXSEG; set too, as the
-        # MSS clamp below, so that the kernel sizing them again later cannot make them
-        # larger than half of a small window (and stall the connection on it)
-        mss = _clamp(tcp)
-        _set_repair(sk, TCP_MAXSEG, min(mss, MAX_TCP_WINDOW), where)
-        sk.bind(_sockaddr(msg.family, msg.local))
+        sent = tcp.send_len - tcp.unsent_len
         _set_repair(sk, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, where)
-        _set_repair(sk, TCP_QUEUE_SEQ, struct.pack("I", (tcp.recv_seq - tcp.recv_len) & 0xFFFFFFFF), where)
+        _send_from(sk, data, tcp.send_len, tcp.recv_len, where)
+        # what had been sent goes back as sent and unacknowledged: retransmitted if need be
         _set_repair(sk, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, where)
-        _set_repair(sk, TCP_QUEUE_SEQ, struct.pack("I", (tcp.send_seq - tcp.send_len) & 0xFFFFFFFF), where)
-        sk.connect(_sockaddr(msg.family, msg.peer))         # in repair mode: straight to ESTABLISHED
-        _set_repair(sk, TCP_REPAIR_OPTIONS, _repair_options(tcp), where)
-        if tcp.timestamps:
-            _set_repair(sk, TCP_TIMESTAMP, struct.pack("I", tcp.timestamp), where)
-        data = ctx.images.open(tcp.data)
-        try:
-            sent = tcp.send_len - tcp.unsent_len
-            _set_repair(sk, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, where)
-            _send_from(sk, data, tcp.send_len, tcp.recv_len, where)
-            # what had been sent goes back as sent and unacknowledged: retransmitted if need be
-            _set_repair(sk, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, where)
-            _send_from(sk, data, 0, sent, where)
-            _set_repair(sk, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, where)
-            _set_repair(sk, TCP_REPAIR_WINDOW, _tcpfin.repair_window(msg.state, tcp.window, tcp.recv_seq), where)
-            _set_repair(sk, TCP_REPAIR, TCP_REPAIR_OFF, where)
-            if tcp.locked:
-                _unlock(msg)
-            # what had not been sent yet is sent now, as the task would have
-            _send_from(sk, data, sent, tcp.unsent_len, where)
-            _tcpfin.replay(sk, msg, where)
-        finally:
-            os.close(data)
-        # leaving repair mode forgot SO_REUSEADDR (the other early options are in place)
-        reuse = [o for o in msg.opts if (o.level, o.name) == (socket.SOL_SOCKET, socket.SO_REUSEADDR)]
-        _sock.apply_opts(sk, reuse, table, _sock.EARLY, where)
-        for stage in (_sock.BUFFER, _sock.LATE, _sock.LAST):
-            _sock.apply_opts(sk, msg.opts, table, stage, where)
-    except OSError as e:
-        sk.close()
-        raise ImageError(f"{where}: cannot restore {_restore_what(msg)}: {e.strerror}") from None
-    except ImageError:
-        sk.close()
-        raise
-    return sk
+        _send_from(sk, data, 0, sent, where)
+        _set_repair(sk, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, where)
+        _set_repair(sk, TCP_REPAIR_WINDOW, _tcpfin.repair_window(msg.state, tcp.window, tcp.recv_seq), where)
+        _set_repair(sk, TCP_REPAIR, TCP_REPAIR_OFF, where)
+        if tcp.locked:
+            _unlock(msg)
+        # what had not been sent yet is sent now, as the task would have
+        _send_from(sk, data, sent, tcp.unsent_len, where)
+        _tcpfin.replay(sk, msg, where)
+    finally:
+        os.close(data)
+    # leaving repair mode forgot SO_REUSEADDR (the other early options are in place)
+    reuse = [o for o in msg.opts if (o.level, o.name) == (socket.SOL_SOCKET, socket.SO_REUSEADDR)]
+    _sock.apply_opts(sk, reuse, table, _sock.EARLY, where)
+    for stage in (_sock.BUFFER, _sock.LATE, _sock.LAST):
+        _sock.apply_opts(sk, msg.opts, table, stage, where)
 
 
 def _clamp(tcp) -> int:
