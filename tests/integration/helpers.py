@@ -86,6 +86,22 @@ def wait_for(path, text, timeout=30):
         time.sleep(0.01)
 
 
+def remove_cgroup(path) -> None:
+    """Remove a cgroup directory and the ones below it, waiting for exiting tasks to leave."""
+    if not os.path.isdir(path):
+        return
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            remove_cgroup(entry.path)
+    end = time.monotonic() + 10
+    while os.path.isdir(path):
+        try:
+            os.rmdir(path)
+        except OSError:
+            assert time.monotonic() < end, f"cgroup {path} still busy"
+            time.sleep(0.02)
+
+
 def ns_link(pid, kind):
     return os.readlink(f"/proc/{pid}/ns/{kind}")
 

@@ -7,11 +7,11 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
 from conftest import LXC_CR, NO_CR
+from helpers import remove_cgroup
 from test_cgroups import cgroups, dump_and_remove, reap_orphans, start_inside  # noqa: F401  (cgroups: a fixture)
 
 HIERARCHIES = ("pids", "memory", "cpu")
@@ -22,22 +22,6 @@ SUB_PIDS_MAX = "9"
 
 def cgdir(hierarchy, name):
     return f"/sys/fs/cgroup/{hierarchy}/{name}"
-
-
-def rmdir_tree(path):
-    """Remove a cgroup and the ones below it, waiting for exiting tasks to leave."""
-    if not os.path.isdir(path):
-        return
-    for entry in os.scandir(path):
-        if entry.is_dir(follow_symlinks=False):
-            rmdir_tree(entry.path)
-    end = time.monotonic() + 10
-    while os.path.isdir(path):
-        try:
-            os.rmdir(path)
-        except OSError:
-            assert time.monotonic() < end, f"cgroup {path} still busy"
-            time.sleep(0.05)
 
 
 @pytest.fixture
@@ -60,7 +44,7 @@ def names(tmp_path):
     finally:
         for h in HIERARCHIES:
             for n in (src, dst):
-                rmdir_tree(cgdir(h, n))
+                remove_cgroup(cgdir(h, n))
 
 
 def start(tmp_path, src, dst):
@@ -77,7 +61,7 @@ def dump(tmp_path, p, src):
     p.wait()
     reap_orphans()
     for h in HIERARCHIES:               # the limits must come from the images
-        rmdir_tree(cgdir(h, src))
+        remove_cgroup(cgdir(h, src))
     return images
 
 

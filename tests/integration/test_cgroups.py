@@ -10,6 +10,7 @@ import time
 import pytest
 
 from conftest import BIN_DIR, LXC_CR, NO_CR
+from helpers import remove_cgroup
 
 HIERARCHIES = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup/pids"]
 
@@ -22,13 +23,7 @@ def cgroups(tmp_path):
         os.mkdir(d)
     yield dirs
     for d in reversed(dirs):
-        end = time.monotonic() + 10
-        while os.path.isdir(d):
-            try:
-                os.rmdir(d)
-            except OSError:
-                assert time.monotonic() < end, f"cgroup {d} still busy"
-                time.sleep(0.05)
+        remove_cgroup(d)
 
 
 def start_inside(tmp_path, dirs, prog="47_cgroups", args=()):
@@ -63,13 +58,7 @@ def dump_and_remove(tmp_path, p, dirs):
     p.wait()
     reap_orphans()
     for d in dirs:                       # the restore must create them again
-        end = time.monotonic() + 10
-        while os.path.isdir(d):
-            try:
-                os.rmdir(d)
-            except OSError:
-                assert time.monotonic() < end
-                time.sleep(0.05)
+        remove_cgroup(d)
     return images
 
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from helpers import COUNTER, LXC_CR
+from helpers import COUNTER, LXC_CR, remove_cgroup
 
 KINDS = {"cgroup2": ("/sys/fs/cgroup/unified", "cgroup.events"),
          "v1": ("/sys/fs/cgroup/freezer", "freezer.state")}
@@ -44,13 +44,7 @@ def cgroup(request, tmp_path):
         set_frozen(cg, request.param, False)
     for pid in open(os.path.join(cg, "cgroup.procs")).read().split():
         os.kill(int(pid), signal.SIGKILL)
-    end = time.monotonic() + 10
-    while os.path.isdir(cg):
-        try:
-            os.rmdir(cg)
-        except OSError:
-            assert time.monotonic() < end
-            time.sleep(0.02)
+    remove_cgroup(cg)
 
 
 def start_counter(tmp_path, cg):

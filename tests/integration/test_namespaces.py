@@ -4,12 +4,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
 from conftest import LXC_CR, NO_CR
-from helpers import SETUP_LO, SETUP_VETH, first_child, ns_link, unshared
+from helpers import SETUP_LO, SETUP_VETH, first_child, ns_link, remove_cgroup, unshared
 
 def assert_refused_and_still_running(tmp_path, unshare, root, log, target, message):
     res = subprocess.run([LXC_CR, "dump", "-t", str(target), "-D", tmp_path / "d"], capture_output=True,
@@ -103,10 +102,4 @@ def test_a_cgroup_namespace_rooted_above_the_tree_is_refused(tmp_path):
         with unshared(tmp_path, "44_pid_namespace", ("--cgroup",), move) as (unshare, root, log):
             assert_refused_and_still_running(tmp_path, unshare, root, log, root, "not rooted at its cgroup")
     finally:
-        end = time.monotonic() + 10
-        while os.path.isdir(sub):
-            try:
-                os.rmdir(sub)
-            except OSError:
-                assert time.monotonic() < end, f"{sub} still busy"
-                time.sleep(0.05)
+        remove_cgroup(sub)
