@@ -12,7 +12,7 @@ import pytest
 
 from conftest import LXC_CR, NO_CR
 from helpers import remove_cgroup
-from test_cgroups import cgroups, dump_and_remove, reap_orphans, start_inside  # noqa: F401  (cgroups: a fixture)
+from test_cgroups import cgroups, checked, dump_and_remove, reap_orphans, start_inside  # noqa: F401  (cgroups: a fixture)
 
 HIERARCHIES = ("pids", "memory", "cpu")
 LIMITS = {"pids": ("pids.max", "57"), "memory": ("memory.limit_in_bytes", str(64 << 20)),
@@ -89,26 +89,13 @@ def restore_over_rpc(tmp_path, images, dst):
 def test_150_limits_hold_under_another_root(tmp_path, names, via):
     src, dst = names
     p, log = start(tmp_path, src, dst)
-    pid = p.pid
-    try:
+    with checked(p, log):
         if not NO_CR and via == "rpc":
             restore_over_rpc(tmp_path, dump(tmp_path, p, src), dst)
         elif not NO_CR:
             images = dump(tmp_path, p, src)
             res = subprocess.run(restore_argv(images, dst), capture_output=True, text=True)
             assert res.returncode == 0, res.stderr + (images / "restore.log").read_text()
-        os.kill(pid, signal.SIGUSR1)
-        if NO_CR:
-            p.wait(timeout=30)
-        else:
-            os.waitpid(pid, 0)
-        assert "PASS" in log.read_text() and "FAIL" not in log.read_text(), log.read_text()
-    finally:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        reap_orphans()
 
 
 def test_failed_restore_leaves_no_cgroup(tmp_path, names):

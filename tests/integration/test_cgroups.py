@@ -2,6 +2,7 @@
 and a failed restore removes the cgroups it created."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -51,6 +52,24 @@ def reap_orphans():
             return
 
 
+@contextlib.contextmanager
+def checked(p, log):
+    """The program's verdict once the body has run: signalled, reaped (the restored one is our
+    child too: we are a subreaper), its PASS required; its group killed whatever happens."""
+    try:
+        yield
+        os.kill(p.pid, signal.SIGUSR1)
+        if NO_CR:
+            p.wait(timeout=30)
+        else:
+            os.waitpid(p.pid, 0)
+        assert "PASS" in log.read_text() and "FAIL" not in log.read_text(), log.read_text()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
+        reap_orphans()
+
+
 def dump_and_remove(tmp_path, p, dirs):
     images = tmp_path / "images"
     res = subprocess.run([LXC_CR, "dump", "-t", str(p.pid), "-D", images], capture_output=True, text=True)
@@ -64,25 +83,13 @@ def dump_and_remove(tmp_path, p, dirs):
 
 def test_47_cgroups_come_back(tmp_path, cgroups):
     p, log = start_inside(tmp_path, cgroups)
-    pid = p.pid
-    try:
-        before = open(f"/proc/{pid}/cgroup").read()
+    with checked(p, log):
+        before = open(f"/proc/{p.pid}/cgroup").read()
         if not NO_CR:
             images = dump_and_remove(tmp_path, p, cgroups)
             res = subprocess.run([LXC_CR, "restore", "-D", images, "-d"], capture_output=True, text=True)
             assert res.returncode == 0, res.stderr
-            assert open(f"/proc/{pid}/cgroup").read() == before
-        os.kill(pid, signal.SIGUSR1)
-        if NO_CR:
-            p.wait(timeout=30)
-        else:
-            os.waitpid(pid, 0)
-        assert "PASS" in log.read_text() and "FAIL" not in log.read_text(), log.read_text()
-    finally:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+            assert open(f"/proc/{p.pid}/cgroup").read() == before
 
 
 def test_failed_restore_removes_the_cgroups_it_made(tmp_path, cgroups):
