@@ -3,9 +3,7 @@
 by 150_cgroup_props); a restore that fails after making cgroups leaves none behind."""
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 
 import pytest
@@ -174,15 +172,9 @@ def test_strict_leaves_the_restorers_own_cgroups_alone(tmp_path, cgroups):
     if own.get("memory", "/") == "/":
         pytest.skip("this session is in the memory hierarchy's root cgroup")
     p, log = start_inside(tmp_path, cgroups)
-    try:
+    with checked(p, log):
         images = dump_and_remove(tmp_path, p, cgroups)
         res = subprocess.run([LXC_CR, "restore", "-D", images, "-d", "--manage-cgroups=strict"],
                              capture_output=True, text=True)
         assert res.returncode == 0, res.stderr
         assert own["memory"] in open(f"/proc/{p.pid}/cgroup").read()
-        os.kill(p.pid, signal.SIGUSR1)
-        os.waitpid(p.pid, 0)
-        assert "PASS" in log.read_text() and "FAIL" not in log.read_text(), log.read_text()
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(p.pid, signal.SIGKILL)
