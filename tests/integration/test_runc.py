@@ -233,6 +233,33 @@ def test_runc_checkpoint_and_restore(container):
     assert container.state() is None
 
 
+def test_runc_restore_in_the_foreground(container):
+    """`runc restore` without -d (runc's default): runc stays the restored container's parent
+    and ends with it; its exit status is the container's (killed: 128 + 9)."""
+    container.start()
+    host_pid = container.state()["pid"]
+    container.checkpoint()
+    _, last = container.last_lines_until_eof()
+    r, w = os.pipe()
+    with open(container.bundle.parent / "runc.err", "w") as err:
+        runc = subprocess.Popen(["runc", "--criu", str(CRIU), "restore", "--image-path", str(container.images),
+                                 "--work-path", str(container.work), container.id], cwd=container.bundle,
+                                stdin=subprocess.DEVNULL, stdout=w, stderr=err)
+    os.close(w)
+    container.out = os.fdopen(r, "r")
+    try:
+        assert container.next_line() == (1, last + 1)
+        state = container.state()
+        assert state["status"] == "running" and state["pid"] == host_pid
+        assert runc.poll() is None
+        container.runc("kill", container.id, "KILL")
+        assert runc.wait(timeout=TIMEOUT) == 128 + 9
+    finally:
+        if runc.poll() is None:
+            runc.kill()
+            runc.wait()
+
+
 def test_runc_failed_checkpoint_leaves_the_container_running(container):
     """A dump that fails (an injected fault once everything was collected, or what the engine
     cannot do yet) leaves the container running and counting, as runc says."""
